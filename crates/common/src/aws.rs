@@ -1,0 +1,218 @@
+//! AWS SDK glue: the configuration built once per cold start, error classification,
+//! and a counter of the calls made (the "AWS calls per event" of DESIGN.md §10).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use thiserror::Error;
+
+use crate::error::HandlerError;
+
+/// Loads the SDK configuration from the environment: region, credentials, and
+/// `AWS_ENDPOINT_URL` (how the tests and the demo reach the local AWS emulator).
+pub async fn load_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// A failed AWS call, classified once so every handler treats it alike.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{operation} failed: {message}")]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub retryable: bool,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// Error codes that mean "slow down and try again".
+pub const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "PriorRequestNotComplete",
+];
+
+impl AwsError {
+    /// Classifies an SDK error: transport failures, timeouts, throttling and 5xx are retryable;
+    /// everything else (access denied, validation, not found) is permanent.
+    pub fn from_sdk<E>(operation: &'static str, error: &SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match error {
+            SdkError::ServiceError(service) => {
+                let err = service.err();
+                let code = err.code().map(str::to_string);
+                let retryable = code
+                    .as_deref()
+                    .is_some_and(|c| THROTTLING_CODES.contains(&c))
+                    || service.raw().status().is_server_error();
+                let message = match (err.code(), err.message()) {
+                    (Some(code), Some(message)) => format!("{code}: {message}"),
+                    (Some(code), None) => code.to_string(),
+                    _ => err.to_string(),
+                };
+                AwsError {
+                    operation,
+                    retryable,
+                    code,
+                    message,
+                }
+            }
+            SdkError::TimeoutError(_) => AwsError::transport(operation, "timed out"),
+            SdkError::DispatchFailure(e) => {
+                AwsError::transport(operation, &format!("could not send: {e:?}"))
+            }
+            SdkError::ResponseError(_) => {
+                AwsError::transport(operation, "the response could not be read")
+            }
+            other => AwsError {
+                operation,
+                retryable: false,
+                code: None,
+                message: format!("the request could not be built: {other}"),
+            },
+        }
+    }
+
+    fn transport(operation: &'static str, what: &str) -> Self {
+        AwsError {
+            operation,
+            retryable: true,
+            code: None,
+            message: what.to_string(),
+        }
+    }
+
+    pub fn is_code(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+impl From<AwsError> for HandlerError {
+    fn from(e: AwsError) -> Self {
+        if e.retryable {
+            HandlerError::Retryable(e.to_string())
+        } else {
+            HandlerError::Permanent(e.to_string())
+        }
+    }
+}
+
+/// Counts the AWS operations a client makes, by `Service.Operation`, once per operation
+/// (not per retry attempt). Register it on each client with `.interceptor(counter.clone())`.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter {
+    calls: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl CallCounter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The calls made so far, e.g. `{"ResourceGroupsTaggingAPI.GetResources": 1}`.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+
+    /// How many calls were made to operations whose name matches `filter`.
+    pub fn count_where(&self, filter: impl Fn(&str) -> bool) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|(name, _)| filter(name))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Calls that change something: by AWS's naming, every operation that is not a read.
+    pub fn writes(&self) -> u64 {
+        self.count_where(|name| !is_read_operation(name))
+    }
+
+    pub fn reset(&self) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.clear();
+        }
+    }
+}
+
+/// Reads by AWS's naming conventions: `Get*`, `Describe*`, `List*`, `BatchGet*`.
+pub fn is_read_operation(qualified: &str) -> bool {
+    let operation = qualified.rsplit('.').next().unwrap_or(qualified);
+    ["Get", "Describe", "List", "BatchGet"]
+        .iter()
+        .any(|prefix| operation.starts_with(prefix))
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let name = cfg
+            .load::<Metadata>()
+            .map(|m| format!("{}.{}", m.service(), m.name()))
+            .unwrap_or_else(|| "unknown".to_string());
+        if let Ok(mut calls) = self.calls.lock() {
+            *calls.entry(name).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_writes_by_name() {
+        assert!(is_read_operation("ResourceGroupsTaggingAPI.GetResources"));
+        assert!(is_read_operation("RDS.DescribeDBInstances"));
+        assert!(!is_read_operation("ResourceGroupsTaggingAPI.TagResources"));
+        assert!(!is_read_operation("SecretsManager.PutSecretValue"));
+    }
+
+    #[test]
+    fn aws_errors_map_to_handler_errors() {
+        let e = AwsError {
+            operation: "TagResources",
+            retryable: true,
+            code: None,
+            message: "timed out".into(),
+        };
+        assert!(
+            matches!(HandlerError::from(e), HandlerError::Retryable(m) if m == "TagResources failed: timed out")
+        );
+        let e = AwsError {
+            operation: "GetResources",
+            retryable: false,
+            code: Some("AccessDenied".into()),
+            message: "AccessDenied: no".into(),
+        };
+        assert!(matches!(HandlerError::from(e), HandlerError::Permanent(_)));
+    }
+}

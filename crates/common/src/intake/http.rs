@@ -1,0 +1,166 @@
+//! HTTP requests from a Lambda Function URL or API Gateway v2 (payload format 2.0):
+//! CloudEvents in binary mode (`ce-*` headers) or structured mode, or any other shape as body.
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use super::shapes;
+use crate::cloudevent;
+use crate::error::IntakeError;
+use crate::model::ResourceEvent;
+
+pub(crate) fn is_http_request(value: &Value) -> bool {
+    value.get("requestContext").is_some_and(Value::is_object)
+        && (value.get("rawPath").is_some()
+            || value.get("routeKey").is_some()
+            || value.get("headers").is_some())
+}
+
+pub(crate) fn events_from_request(request: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
+    let method = request
+        .pointer("/requestContext/http/method")
+        .and_then(Value::as_str)
+        .unwrap_or("POST");
+    if !method.eq_ignore_ascii_case("POST") {
+        return Err(IntakeError::new(
+            "requestContext.http.method",
+            format!("{method} is not allowed; send POST"),
+        ));
+    }
+    let headers = headers(request)?;
+    let body = body(request)?;
+    let content_type = headers
+        .get("content-type")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if headers.contains_key("ce-specversion") {
+        return binary_mode(&headers, &body).map(|e| vec![e]);
+    }
+    let value = super::parse_json(&body, "body")?;
+    if content_type.starts_with("application/cloudevents+json") && !value.is_object() {
+        return Err(IntakeError::new(
+            "body",
+            "structured mode carries one CloudEvent object",
+        ));
+    }
+    if content_type.starts_with("application/cloudevents-batch+json") && !value.is_array() {
+        return Err(IntakeError::new(
+            "body",
+            "batch mode carries a JSON array of CloudEvents",
+        ));
+    }
+    shapes::events_from_value(&value).map_err(|e| e.within("body"))
+}
+
+/// Header names are case-insensitive: keep them lower-cased.
+fn headers(request: &Value) -> Result<Map<String, Value>, IntakeError> {
+    let Some(headers) = request.get("headers").filter(|h| !h.is_null()) else {
+        return Ok(Map::new());
+    };
+    let headers = headers
+        .as_object()
+        .ok_or_else(|| IntakeError::new("headers", "must be an object"))?;
+    headers
+        .iter()
+        .map(|(name, value)| match value {
+            Value::String(_) => Ok((name.to_ascii_lowercase(), value.clone())),
+            _ => Err(IntakeError::new(
+                format!("headers.{name}"),
+                "must be a string",
+            )),
+        })
+        .collect()
+}
+
+fn body(request: &Value) -> Result<Vec<u8>, IntakeError> {
+    let text = match request.get("body") {
+        None | Some(Value::Null) => return Err(IntakeError::new("body", "is missing")),
+        Some(Value::String(text)) => text,
+        Some(_) => return Err(IntakeError::new("body", "must be a string")),
+    };
+    if request.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| {
+                IntakeError::new(
+                    "body",
+                    format!("isBase64Encoded is true but the body is not base64: {e}"),
+                )
+            })
+    } else {
+        Ok(text.clone().into_bytes())
+    }
+}
+
+/// CloudEvents HTTP binding, binary mode: attributes in `ce-*` headers (percent-encoded),
+/// `content-type` is `datacontenttype`, the body is the data.
+fn binary_mode(headers: &Map<String, Value>, body: &[u8]) -> Result<ResourceEvent, IntakeError> {
+    let mut event = Map::new();
+    for (name, value) in headers {
+        let (Some(attribute), Some(value)) = (name.strip_prefix("ce-"), value.as_str()) else {
+            continue;
+        };
+        let decoded = percent_decode(value)
+            .map_err(|reason| IntakeError::new(format!("headers.{name}"), reason))?;
+        event.insert(attribute.to_string(), Value::String(decoded));
+    }
+    let content_type = headers.get("content-type").and_then(Value::as_str);
+    if let Some(content_type) = content_type {
+        event.insert(
+            "datacontenttype".into(),
+            Value::String(content_type.to_string()),
+        );
+    }
+    let json = content_type.is_none_or(|ct| {
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        essence == "application/json" || essence.ends_with("+json") || essence == "text/json"
+    });
+    let data = if json {
+        super::parse_json(body, "body")?
+    } else {
+        Value::String(String::from_utf8_lossy(body).into_owned())
+    };
+    event.insert("data".into(), data);
+    let event = cloudevent::parse_event(&Value::Object(event)).map_err(|e| e.within("headers"))?;
+    shapes::from_cloudevent(&event, None)
+}
+
+fn percent_decode(value: &str) -> Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let byte = hex
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("has a broken %-escape")?;
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "is not UTF-8 after %-decoding".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b%C3%A9").unwrap(), "a bé");
+        assert!(percent_decode("a%2").is_err());
+        assert!(percent_decode("%FF").is_err());
+    }
+}

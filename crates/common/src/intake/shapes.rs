@@ -1,0 +1,154 @@
+//! Recognises one payload (or an SQS body, an SNS message, an EventBridge detail) by its shape.
+
+use cloudevents::event::Data;
+use cloudevents::{AttributesReader, Event};
+use serde_json::{Map, Value};
+
+use super::adapters;
+use crate::cloudevent;
+use crate::error::IntakeError;
+use crate::model::{Lifecycle, ProfileEvent, ResourceEvent, Signal};
+
+/// The key the AWS provider's `Invocation` adds to the input in `CRUD` lifecycle scope.
+const INVOCATION_KEY: &str = "tf";
+
+pub(crate) fn events_from_value(value: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
+    match value {
+        Value::Array(items) => {
+            let mut events = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                events.extend(single(item).map_err(|e| e.within(&format!("[{i}]")))?);
+            }
+            Ok(events)
+        }
+        _ => single(value),
+    }
+}
+
+fn single(value: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
+    let Some(object) = value.as_object() else {
+        return Err(IntakeError::new(
+            "$",
+            format!(
+                "expected an event object, found {}",
+                cloudevent::json_kind(value)
+            ),
+        ));
+    };
+    if object.contains_key("specversion") {
+        return structured_cloudevent(object).map(|e| vec![e]);
+    }
+    if object.contains_key("detail-type") && object.contains_key("detail") {
+        return eventbridge(object);
+    }
+    if object.get("Type").and_then(Value::as_str) == Some("Notification")
+        && object.contains_key("Message")
+    {
+        // An SNS notification delivered to SQS without raw message delivery.
+        let message = object
+            .get("Message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let message = super::parse_json(message.as_bytes(), "Message")?;
+        return events_from_value(&message).map_err(|e| e.within("Message"));
+    }
+    if object.contains_key("involvedObject") {
+        return adapters::kubernetes_event(object).map(|e| vec![e]);
+    }
+    if adapters::is_argo_resource_event(value) {
+        return ResourceEvent::from_profile(adapters::argo_resource_event(value, None)?)
+            .map(|e| vec![e]);
+    }
+    Err(IntakeError::new(
+        "$",
+        "unrecognised event shape: expected a CloudEvent (specversion), an SQS/SNS/EventBridge envelope, \
+         an Argo Events resource event, or a Kubernetes event with involvedObject",
+    ))
+}
+
+/// A CloudEvent in structured JSON mode, possibly the input of a Crossplane `Invocation`.
+fn structured_cloudevent(object: &Map<String, Value>) -> Result<ResourceEvent, IntakeError> {
+    let mut object = object.clone();
+    let deleting = match object.remove(INVOCATION_KEY) {
+        None => false,
+        Some(tf) => invocation_action(&tf)? == "delete",
+    };
+    let event = cloudevent::parse_event(&Value::Object(object))?;
+    let signal_override = deleting.then_some(Signal::Delete);
+    from_cloudevent(&event, signal_override)
+}
+
+fn invocation_action(tf: &Value) -> Result<&str, IntakeError> {
+    match tf.get("action").and_then(Value::as_str) {
+        Some(action @ ("create" | "update" | "delete")) => Ok(action),
+        Some(other) => Err(IntakeError::new(
+            "tf.action",
+            format!("{other:?} is not create, update or delete"),
+        )),
+        None => Err(IntakeError::new("tf.action", "is missing")),
+    }
+}
+
+/// Any validated CloudEvent (structured or binary) to a resource event, adapting the shapes
+/// that arrive as CloudEvents of another type.
+pub(crate) fn from_cloudevent(
+    event: &Event,
+    signal_override: Option<Signal>,
+) -> Result<ResourceEvent, IntakeError> {
+    let ty = event.ty();
+    let data = event_data(event)?;
+    let time = event.time().map(adapters::rfc3339);
+    let source = event.source().to_string();
+    let profile = if let Some(lifecycle) = Lifecycle::from_event_type(ty) {
+        ProfileEvent {
+            id: event.id().to_string(),
+            source,
+            subject: event.subject().map(str::to_string),
+            time,
+            signal: Signal::Stated(lifecycle),
+            data,
+        }
+    } else if let Some(action) = ty.strip_prefix(adapters::KNATIVE_PREFIX) {
+        adapters::knative(event.id(), source, time, action, data)?
+    } else if adapters::is_argo_resource_event(&data) {
+        adapters::argo_resource_event(&data, Some((event.id(), source, time)))?
+    } else if ty.starts_with(crate::model::TYPE_PREFIX) {
+        return Err(IntakeError::new(
+            "type",
+            format!(
+                "{ty:?} is not a lifecycle of our profile (ready, updated, deleted, failed, observed)"
+            ),
+        ));
+    } else {
+        return Err(IntakeError::new(
+            "type",
+            format!("CloudEvent type {ty:?} is not one this suite handles"),
+        ));
+    };
+    let signal = signal_override.unwrap_or(profile.signal);
+    ResourceEvent::from_profile(ProfileEvent { signal, ..profile })
+}
+
+/// The event's data as JSON: our profile carries `application/json` only.
+fn event_data(event: &Event) -> Result<Value, IntakeError> {
+    match event.data() {
+        Some(Data::Json(value)) => Ok(value.clone()),
+        Some(Data::String(text)) => super::parse_json(text.as_bytes(), "data")
+            .map_err(|e| IntakeError::new("data", format!("must be JSON ({})", e.reason))),
+        Some(Data::Binary(bytes)) => super::parse_json(bytes, "data_base64").map_err(|e| {
+            IntakeError::new("data_base64", format!("must decode to JSON ({})", e.reason))
+        }),
+        None => Err(IntakeError::new(
+            "data",
+            "is missing: the event must carry the managed resource",
+        )),
+    }
+}
+
+fn eventbridge(object: &Map<String, Value>) -> Result<Vec<ResourceEvent>, IntakeError> {
+    let detail = object.get("detail").unwrap_or(&Value::Null);
+    if object.get("source").and_then(Value::as_str) == Some("aws.rds") {
+        return adapters::rds_event(object).map(|e| vec![e]);
+    }
+    events_from_value(detail).map_err(|e| e.within("detail"))
+}

@@ -1,0 +1,30 @@
+//! Shared code of the crossplane-lambda functions.
+//!
+//! The flow every function follows (DESIGN.md §2):
+//!
+//! ```text
+//! raw payload ─▶ intake (envelopes, shapes) ─▶ CloudEvents of our profile ─▶ ResourceEvent
+//!             ─▶ resolution (ARN, guard)   ─▶ handler plan ─▶ AWS actions ─▶ outcome
+//! ```
+//!
+//! * [`intake`] recognises every transport envelope and Crossplane shape by its form,
+//!   validates CloudEvents ([`cloudevent`]) and builds [`model::ResourceEvent`]s.
+//! * [`resolve`] maps a managed resource to the ARN of its external resource and guards
+//!   which accounts, regions and resources a function may touch.
+//! * [`aws`] builds the SDK configuration once and counts the calls made.
+//! * [`runtime`] runs a [`runtime::Handler`] under the Lambda runtime and shapes its answer
+//!   for each transport (direct invocation, SQS partial batch failures, Function URL).
+
+pub mod aws;
+pub mod cloudevent;
+pub mod error;
+pub mod intake;
+pub mod kinds;
+pub mod logging;
+pub mod model;
+pub mod resolve;
+pub mod runtime;
+pub mod tagging;
+
+pub use error::{HandlerError, IntakeError};
+pub use model::{Lifecycle, ManagedResource, ResourceEvent};

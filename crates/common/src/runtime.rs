@@ -1,0 +1,369 @@
+//! Runs a [`Handler`] under the Lambda runtime and answers each transport as DESIGN.md §7 says:
+//! direct invocations get `{"handler", "results"}` or a typed function error, SQS batches get
+//! `batchItemFailures`, Function URL requests get an HTTP status.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::HeaderMap;
+use aws_lambda_events::http::header::{CONTENT_TYPE, HeaderValue};
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
+use base64::Engine;
+use futures_util::StreamExt;
+use lambda_runtime::tower::{Layer, Service};
+use lambda_runtime::{LambdaEvent, LambdaInvocation, service_fn};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::error::HandlerError;
+use crate::intake::{self, Intake};
+use crate::model::{Lifecycle, ResourceEvent};
+use crate::resolve::{Arn, Scope};
+
+/// What a handler did with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutcomeKind {
+    Applied,
+    Unchanged,
+    Skipped,
+    Duplicate,
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub kind: OutcomeKind,
+    pub resource: Option<String>,
+    pub detail: String,
+}
+
+impl Outcome {
+    pub fn new(kind: OutcomeKind, resource: Option<&str>, detail: impl Into<String>) -> Self {
+        Outcome {
+            kind,
+            resource: resource.map(str::to_string),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// One entry of `results`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventResult {
+    pub event: String,
+    pub resource: Option<String>,
+    pub lifecycle: Lifecycle,
+    pub outcome: OutcomeKind,
+    pub detail: String,
+}
+
+/// The answer to a direct invocation (shown by Crossplane in `status.atProvider.result`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Response {
+    pub handler: String,
+    pub results: Vec<EventResult>,
+}
+
+/// One invocation: its request id, where the function runs, and when it must be done.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub request_id: String,
+    pub scope: Scope,
+    pub deadline: Instant,
+}
+
+impl Invocation {
+    /// From the runtime's context: the account comes from the function's own ARN
+    /// (`AWS_ACCOUNT_ID` overrides it, for local runs), the region from `AWS_REGION`.
+    pub fn from_context(context: &lambda_runtime::Context) -> Self {
+        let arn = Arn::parse(&context.invoked_function_arn);
+        let account = std::env::var("AWS_ACCOUNT_ID")
+            .ok()
+            .filter(|a| !a.is_empty())
+            .or_else(|| arn.as_ref().map(|a| a.account.to_string()))
+            .unwrap_or_default();
+        let region = std::env::var("AWS_REGION")
+            .ok()
+            .or_else(|| arn.as_ref().map(|a| a.region.to_string()))
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let remaining = Duration::from_millis(context.deadline.saturating_sub(now_ms));
+        Invocation {
+            request_id: context.request_id.clone(),
+            scope: Scope { account, region },
+            deadline: Instant::now() + remaining,
+        }
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// A function of the suite: what it does with one resource event.
+pub trait Handler: Send + Sync + 'static {
+    /// The function's name, as reported in `handler`.
+    fn name(&self) -> &'static str;
+    fn handle(
+        &self,
+        event: &ResourceEvent,
+        invocation: &Invocation,
+    ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+}
+
+/// How many events of one invocation (SQS records, batch members) run at once.
+pub fn concurrency_from_env() -> usize {
+    std::env::var("MAX_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(8)
+}
+
+/// Handles one raw payload: the whole of a function's work, callable directly from tests.
+pub async fn dispatch<H: Handler>(
+    handler: &H,
+    raw: &[u8],
+    invocation: &Invocation,
+    concurrency: usize,
+) -> Result<Value, HandlerError> {
+    let intake = intake::read_payload(raw).inspect_err(|e| {
+        tracing::warn!(request_id = %invocation.request_id, error = %e, "invalid payload");
+    })?;
+    match intake {
+        Intake::Direct(events) => {
+            let results = run_events(handler, &events, invocation, concurrency).await;
+            let results = collect(results)?;
+            Ok(json!(Response {
+                handler: handler.name().to_string(),
+                results
+            }))
+        }
+        Intake::Sqs(records) => {
+            let failures = futures_util::stream::iter(records)
+                .map(|record| async move {
+                    let failed = match &record.events {
+                        Err(e) => {
+                            tracing::warn!(message_id = %record.message_id, error = %e, "invalid SQS record");
+                            true
+                        }
+                        Ok(events) => {
+                            let results = run_events(handler, events, invocation, 1).await;
+                            results.iter().any(Result::is_err)
+                        }
+                    };
+                    failed.then_some(record.message_id)
+                })
+                .buffered(concurrency.max(1))
+                .filter_map(|failed| async move { failed })
+                .collect::<Vec<_>>()
+                .await;
+            let mut response = SqsBatchResponse::default();
+            response.batch_item_failures = failures
+                .into_iter()
+                .map(|item_identifier| {
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = item_identifier;
+                    failure
+                })
+                .collect();
+            Ok(json!(response))
+        }
+        Intake::Http(Err(e)) => Ok(http_response(
+            400,
+            &json!({"errorType": "InvalidEvent", "errorMessage": e.to_string()}),
+        )),
+        Intake::Http(Ok(events)) => {
+            let results = run_events(handler, &events, invocation, concurrency).await;
+            Ok(match collect(results) {
+                Ok(results) => http_response(
+                    200,
+                    &json!(Response {
+                        handler: handler.name().to_string(),
+                        results
+                    }),
+                ),
+                Err(e) => {
+                    let status = match e {
+                        HandlerError::Invalid(_) => 400,
+                        HandlerError::Permanent(_) => 422,
+                        HandlerError::Retryable(_) => 500,
+                    };
+                    http_response(
+                        status,
+                        &json!({"errorType": e.error_type(), "errorMessage": e.message()}),
+                    )
+                }
+            })
+        }
+    }
+}
+
+/// Runs the handler on each event (bounded concurrency, results in order) and logs one line
+/// per decision with the event id and the resource.
+async fn run_events<H: Handler>(
+    handler: &H,
+    events: &[ResourceEvent],
+    invocation: &Invocation,
+    concurrency: usize,
+) -> Vec<Result<EventResult, (String, HandlerError)>> {
+    futures_util::stream::iter(events)
+        .map(|event| async move {
+            let outcome = handler.handle(event, invocation).await;
+            let subject = event.resource.display_name();
+            match outcome {
+                Ok(outcome) => {
+                    tracing::info!(
+                        request_id = %invocation.request_id,
+                        event = %event.id,
+                        subject = %subject,
+                        resource = outcome.resource.as_deref().unwrap_or("-"),
+                        lifecycle = event.lifecycle.as_str(),
+                        outcome = ?outcome.kind,
+                        detail = %outcome.detail,
+                        "decision"
+                    );
+                    Ok(EventResult {
+                        event: event.id.clone(),
+                        resource: outcome.resource,
+                        lifecycle: event.lifecycle,
+                        outcome: outcome.kind,
+                        detail: outcome.detail,
+                    })
+                }
+                Err(error) => {
+                    tracing::error!(
+                        request_id = %invocation.request_id,
+                        event = %event.id,
+                        subject = %subject,
+                        lifecycle = event.lifecycle.as_str(),
+                        error_type = error.error_type(),
+                        error = %error.message(),
+                        "failed"
+                    );
+                    Err((format!("event {} ({subject})", event.id), error))
+                }
+            }
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// All results, or the error that decides what the caller should do, naming every failed event.
+fn collect(
+    results: Vec<Result<EventResult, (String, HandlerError)>>,
+) -> Result<Vec<EventResult>, HandlerError> {
+    let (ok, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    let failed: Vec<(String, HandlerError)> = failed.into_iter().filter_map(Result::err).collect();
+    let Some(worst) = failed
+        .iter()
+        .map(|(_, e)| e)
+        .max_by_key(|e| e.severity())
+        .cloned()
+    else {
+        return Ok(ok.into_iter().filter_map(Result::ok).collect());
+    };
+    if failed.len() == 1 {
+        return Err(worst);
+    }
+    let message = failed
+        .iter()
+        .map(|(what, e)| format!("{what}: {}", e.message()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(match worst {
+        HandlerError::Invalid(mut e) => {
+            e.reason = message;
+            HandlerError::Invalid(e)
+        }
+        HandlerError::Permanent(_) => HandlerError::Permanent(message),
+        HandlerError::Retryable(_) => HandlerError::Retryable(message),
+    })
+}
+
+fn http_response(status: i64, body: &Value) -> Value {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = status;
+    response.headers = headers;
+    response.body = Some(Body::Text(body.to_string()));
+    response.is_base64_encoded = false;
+    json!(response)
+}
+
+/// The payload as the runtime received it. The runtime would otherwise parse it first and
+/// answer a non-JSON payload with its own generic error; [`RawPayloadLayer`] hands us the bytes.
+#[derive(Debug)]
+pub struct RawPayload(pub Vec<u8>);
+
+impl<'de> Deserialize<'de> for RawPayload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let encoded = String::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map(RawPayload)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Wraps each invocation's body into a JSON string of its base64, which [`RawPayload`] decodes:
+/// a lossless way through the runtime's JSON deserialisation for any bytes at all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawPayloadLayer;
+
+impl<S> Layer<S> for RawPayloadLayer {
+    type Service = RawPayloadService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RawPayloadService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RawPayloadService<S> {
+    inner: S,
+}
+
+impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for RawPayloadService<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut invocation: LambdaInvocation) -> Self::Future {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&invocation.body);
+        invocation.body = format!("\"{encoded}\"").into();
+        self.inner.call(invocation)
+    }
+}
+
+/// Runs a handler under the Lambda runtime until the process ends. Build the handler (its
+/// configuration and SDK clients) before calling this: that work is done once per cold start.
+pub async fn run<H: Handler>(handler: H) -> Result<(), lambda_runtime::Error> {
+    let handler = Arc::new(handler);
+    let concurrency = concurrency_from_env();
+    let service = service_fn(move |event: LambdaEvent<RawPayload>| {
+        let handler = Arc::clone(&handler);
+        async move {
+            let invocation = Invocation::from_context(&event.context);
+            dispatch(handler.as_ref(), &event.payload.0, &invocation, concurrency).await
+        }
+    });
+    lambda_runtime::Runtime::new(service)
+        .layer(RawPayloadLayer)
+        .layer(lambda_runtime::layers::TracingLayer::new())
+        .run()
+        .await
+}

@@ -1,0 +1,217 @@
+//! tagger: makes every Crossplane-managed AWS resource carry the tags the platform requires
+//! (DESIGN.md §6): a policy from SSM Parameter Store plus tags derived from the managed resource,
+//! checked against AWS's tag rules, written as a difference only.
+
+pub mod plan;
+pub mod policy;
+pub mod rules;
+pub mod write;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use common::aws::CallCounter;
+use common::model::Lifecycle;
+use common::resolve::{self, Guard, TagReader, Unresolved};
+use common::runtime::{Handler, Invocation, Outcome, OutcomeKind};
+use common::tagging::{LiveCheck, RdsLiveCheck, TaggingApi};
+use common::{HandlerError, ResourceEvent};
+
+use crate::policy::{CachedPolicy, PolicySource, TagPolicy};
+use crate::write::{Backoff, TagWriter};
+
+/// Tags by key.
+pub type TagSet = BTreeMap<String, String>;
+
+pub const NAME: &str = "tagger";
+
+/// The tagger's configuration, from the environment (documented in the README).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `TAG_POLICY_PARAMETER`: the SSM parameter holding the policy; unset: derived tags only.
+    pub policy_parameter: Option<String>,
+    /// `TAG_POLICY_TTL_SECONDS` (default 300).
+    pub policy_ttl: Duration,
+    /// `ALLOWED_ACCOUNTS`, `ALLOWED_REGIONS`.
+    pub guard: Guard,
+}
+
+impl Settings {
+    pub fn from_env() -> Self {
+        Settings {
+            policy_parameter: std::env::var("TAG_POLICY_PARAMETER")
+                .ok()
+                .filter(|p| !p.is_empty()),
+            policy_ttl: Duration::from_secs(
+                std::env::var("TAG_POLICY_TTL_SECONDS")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(300),
+            ),
+            guard: Guard::from_env(),
+        }
+    }
+}
+
+/// The tagger, over any tag store and liveness check (AWS in production, fakes in unit tests).
+pub struct Tagger<T, L> {
+    tags: T,
+    live: L,
+    policy: CachedPolicy,
+    guard: Guard,
+    backoff: Backoff,
+}
+
+impl Tagger<TaggingApi, RdsLiveCheck> {
+    /// Builds the SDK clients once (cold start). `counter`, when given, counts every AWS call.
+    pub fn from_sdk_config(
+        sdk: &SdkConfig,
+        settings: Settings,
+        counter: Option<&CallCounter>,
+    ) -> Self {
+        let mut tagging = aws_sdk_resourcegroupstagging::config::Builder::from(sdk);
+        let mut rds = aws_sdk_rds::config::Builder::from(sdk);
+        let mut ssm = aws_sdk_ssm::config::Builder::from(sdk);
+        if let Some(counter) = counter {
+            tagging = tagging.interceptor(counter.clone());
+            rds = rds.interceptor(counter.clone());
+            ssm = ssm.interceptor(counter.clone());
+        }
+        let source = match settings.policy_parameter {
+            Some(name) => PolicySource::Ssm {
+                client: aws_sdk_ssm::Client::from_conf(ssm.build()),
+                name,
+            },
+            None => PolicySource::Fixed(TagPolicy::default()),
+        };
+        Tagger::new(
+            TaggingApi::new(aws_sdk_resourcegroupstagging::Client::from_conf(
+                tagging.build(),
+            )),
+            RdsLiveCheck::new(aws_sdk_rds::Client::from_conf(rds.build())),
+            CachedPolicy::new(source, settings.policy_ttl),
+            settings.guard,
+        )
+    }
+}
+
+impl<T: TagReader + TagWriter, L: LiveCheck> Tagger<T, L> {
+    pub fn new(tags: T, live: L, policy: CachedPolicy, guard: Guard) -> Self {
+        Tagger {
+            tags,
+            live,
+            policy,
+            guard,
+            backoff: Backoff::default(),
+        }
+    }
+
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    async fn tag(
+        &self,
+        event: &ResourceEvent,
+        invocation: &Invocation,
+    ) -> Result<Outcome, HandlerError> {
+        match event.lifecycle {
+            Lifecycle::Ready | Lifecycle::Updated => {}
+            Lifecycle::Deleted => {
+                return Ok(Outcome::new(
+                    OutcomeKind::Skipped,
+                    None,
+                    "deleted: nothing to tag",
+                ));
+            }
+            Lifecycle::Failed => {
+                return Ok(Outcome::new(
+                    OutcomeKind::Skipped,
+                    None,
+                    "failed: tagged once Crossplane reconciles it",
+                ));
+            }
+            Lifecycle::Observed => {
+                return Ok(Outcome::new(
+                    OutcomeKind::Skipped,
+                    None,
+                    "observed: no transition to act on",
+                ));
+            }
+        }
+        let resolved =
+            match resolve::resolve(&event.resource, &invocation.scope, &self.guard, &self.tags)
+                .await
+            {
+                Ok(resolved) => resolved,
+                Err(Unresolved::NotFound(why)) => {
+                    return Ok(Outcome::new(OutcomeKind::Skipped, None, why));
+                }
+                Err(Unresolved::Refused(why)) => {
+                    return Ok(Outcome::new(OutcomeKind::Refused, None, why));
+                }
+                Err(Unresolved::Ambiguous(why)) => return Err(HandlerError::Permanent(why)),
+                Err(Unresolved::Aws(e)) => return Err(e.into()),
+            };
+        let arn = resolved.arn.as_str();
+        let policy = self.policy.get().await?;
+        let plan = plan::plan(arn, &resolved.resource, &resolved.tags, &policy)
+            .map_err(HandlerError::Permanent)?;
+        let dropped = if plan.dropped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; left out {}: {}",
+                plan.dropped.len(),
+                plan.dropped.join("; ")
+            )
+        };
+        if plan.to_set.is_empty() {
+            let detail = format!("all {} desired tags already set{dropped}", plan.already);
+            return Ok(Outcome::new(OutcomeKind::Unchanged, Some(arn), detail));
+        }
+        if self.live.is_live(arn).await? == Some(false) {
+            return Ok(Outcome::new(
+                OutcomeKind::Skipped,
+                Some(arn),
+                "the resource is being deleted or is gone",
+            ));
+        }
+        let arns = [resolved.arn.clone()];
+        write::write_tags(
+            &self.tags,
+            &arns,
+            &plan.to_set,
+            self.backoff,
+            invocation.deadline,
+        )
+        .await?;
+        let keys = plan.to_set.keys().cloned().collect::<Vec<_>>().join(", ");
+        let detail = format!(
+            "set {} tags ({keys}), {} already set{dropped}",
+            plan.to_set.len(),
+            plan.already
+        );
+        Ok(Outcome::new(OutcomeKind::Applied, Some(arn), detail))
+    }
+}
+
+impl<T, L> Handler for Tagger<T, L>
+where
+    T: TagReader + TagWriter + 'static,
+    L: LiveCheck + 'static,
+{
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn handle(
+        &self,
+        event: &ResourceEvent,
+        invocation: &Invocation,
+    ) -> Result<Outcome, HandlerError> {
+        self.tag(event, invocation).await
+    }
+}
