@@ -184,7 +184,7 @@ pub(crate) fn kubernetes_event(event: &Map<String, Value>) -> Result<ResourceEve
         signal: Signal::Stated(lifecycle),
         data,
     })
-    .map_err(|e| e.within("involvedObject"))?;
+    .map_err(|e| relocate(e, "involvedObject"))?;
     resource_event.reason = Some(reason.to_string()).filter(|r| !r.is_empty());
     resource_event.message = message;
     Ok(resource_event)
@@ -281,9 +281,17 @@ pub(crate) fn rds_event(envelope: &Map<String, Value>) -> Result<ResourceEvent, 
         signal: Signal::Stated(lifecycle),
         data,
     })
-    .map_err(|e| e.within("detail"))?;
+    .map_err(|e| relocate(e, "detail"))?;
     resource_event.resource.identity_verified = identity_verified;
     resource_event.reason = Some(event_code);
     resource_event.message = text(detail, "Message");
     Ok(resource_event)
+}
+
+/// An error in the partial object an adapter built, named by where its field came from.
+fn relocate(mut error: IntakeError, outer: &str) -> IntakeError {
+    let inner = error.at.strip_prefix("data.").unwrap_or(&error.at);
+    let inner = inner.strip_prefix("metadata.").unwrap_or(inner).to_string();
+    error.at = inner;
+    error.within(outer)
 }
