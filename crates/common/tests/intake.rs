@@ -7,7 +7,8 @@ use common::{IntakeError, ResourceEvent};
 
 const ARN: &str = "arn:aws:rds:us-east-1:123456789012:db:orders-db";
 const READY_AT: &str = "2026-11-20T09:14:07Z";
-const NAMESPACED_SUBJECT: &str = "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/orders-db";
+const NAMESPACED_SUBJECT: &str =
+    "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/orders-db";
 
 fn sample(name: &str) -> Vec<u8> {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -39,21 +40,31 @@ fn our_profile_in_both_api_groups() {
     assert_eq!(e.resource.subject(), NAMESPACED_SUBJECT);
     assert_eq!(e.resource.arn.as_deref(), Some(ARN));
     assert_eq!(e.resource.namespace.as_deref(), Some("team-a"));
-    assert_eq!(e.resource.uid.as_deref(), Some("0b6f7c1e-5d2a-4c5e-9a51-2f8e3c4d7a10"));
+    assert_eq!(
+        e.resource.uid.as_deref(),
+        Some("0b6f7c1e-5d2a-4c5e-9a51-2f8e3c4d7a10")
+    );
 
     let e = one("ready.cluster-scoped.json");
     assert_eq!(e.lifecycle, Lifecycle::Ready);
     assert_eq!(e.resource.group, "rds.aws.upbound.io");
     assert_eq!(e.resource.version, "v1beta3");
     assert_eq!(e.resource.namespace, None);
-    assert_eq!(e.resource.subject(), "/apis/rds.aws.upbound.io/v1beta3/instances/orders-db");
+    assert_eq!(
+        e.resource.subject(),
+        "/apis/rds.aws.upbound.io/v1beta3/instances/orders-db"
+    );
 }
 
 #[test]
 fn updated_deleted_failed() {
     let e = one("updated.namespaced.json");
     assert_eq!(e.lifecycle, Lifecycle::Updated);
-    assert_eq!(e.transition_time.as_deref(), Some(READY_AT), "an update keeps the Ready transition");
+    assert_eq!(
+        e.transition_time.as_deref(),
+        Some(READY_AT),
+        "an update keeps the Ready transition"
+    );
 
     let e = one("deleted.namespaced.json");
     assert_eq!(e.lifecycle, Lifecycle::Deleted);
@@ -62,7 +73,12 @@ fn updated_deleted_failed() {
     let e = one("failed.namespaced.json");
     assert_eq!(e.lifecycle, Lifecycle::Failed);
     assert_eq!(e.reason.as_deref(), Some("ReconcileError"));
-    assert!(e.message.as_deref().unwrap_or_default().contains("InvalidParameterCombination"));
+    assert!(
+        e.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("InvalidParameterCombination")
+    );
 }
 
 #[test]
@@ -70,7 +86,11 @@ fn crossplane_invocation_input() {
     let e = one("invocation.create.json");
     assert_eq!(e.lifecycle, Lifecycle::Ready);
     let e = one("invocation.delete.json");
-    assert_eq!(e.lifecycle, Lifecycle::Deleted, "tf.action=delete means deleted");
+    assert_eq!(
+        e.lifecycle,
+        Lifecycle::Deleted,
+        "tf.action=delete means deleted"
+    );
 }
 
 #[test]
@@ -108,14 +128,24 @@ fn eventbridge_rds_events() {
     let e = one("eventbridge.rds-instance-created.json");
     assert_eq!(e.lifecycle, Lifecycle::Ready);
     assert_eq!(e.resource.arn.as_deref(), Some(ARN));
-    assert!(e.resource.identity_verified, "Crossplane's tags name the managed resource");
+    assert!(
+        e.resource.identity_verified,
+        "Crossplane's tags name the managed resource"
+    );
     assert_eq!(e.resource.subject(), NAMESPACED_SUBJECT);
     assert_eq!(e.reason.as_deref(), Some("RDS-EVENT-0005"));
 
     let e = one("eventbridge.rds-instance-deleted.json");
     assert_eq!(e.lifecycle, Lifecycle::Deleted);
-    assert!(!e.resource.identity_verified, "no tags: identity comes from the live resource");
-    assert_eq!(e.resource.external_name.as_deref(), Some("orders-db"), "rds: prefix removed");
+    assert!(
+        !e.resource.identity_verified,
+        "no tags: identity comes from the live resource"
+    );
+    assert_eq!(
+        e.resource.external_name.as_deref(),
+        Some("orders-db"),
+        "rds: prefix removed"
+    );
 }
 
 #[test]
@@ -128,13 +158,28 @@ fn sns_and_json_batches() {
 
 #[test]
 fn sqs_records_each_on_their_own() {
-    let Ok(Intake::Sqs(records)) = read_payload(&sample("sqs.batch.json")) else { panic!("not SQS") };
+    let Ok(Intake::Sqs(records)) = read_payload(&sample("sqs.batch.json")) else {
+        panic!("not SQS")
+    };
     assert_eq!(records.len(), 4);
-    let lifecycles: Vec<Lifecycle> =
-        records.iter().map(|r| r.events.as_ref().unwrap()[0].lifecycle).collect();
-    assert_eq!(lifecycles, [Lifecycle::Ready, Lifecycle::Ready, Lifecycle::Ready, Lifecycle::Updated]);
+    let lifecycles: Vec<Lifecycle> = records
+        .iter()
+        .map(|r| r.events.as_ref().unwrap()[0].lifecycle)
+        .collect();
+    assert_eq!(
+        lifecycles,
+        [
+            Lifecycle::Ready,
+            Lifecycle::Ready,
+            Lifecycle::Ready,
+            Lifecycle::Updated
+        ]
+    );
 
-    let Ok(Intake::Sqs(records)) = read_payload(&sample("sqs.batch-with-invalid-record.json")) else { panic!() };
+    let Ok(Intake::Sqs(records)) = read_payload(&sample("sqs.batch-with-invalid-record.json"))
+    else {
+        panic!()
+    };
     assert!(records[0].events.is_ok() && records[1].events.is_ok());
     let err = records[2].events.as_ref().unwrap_err();
     assert_eq!(err.at, "Records[2].body.id");
@@ -143,7 +188,9 @@ fn sqs_records_each_on_their_own() {
 
 #[test]
 fn function_url_binary_mode() {
-    let Ok(Intake::Http(Ok(events))) = read_payload(&sample("function-url.binary.json")) else { panic!() };
+    let Ok(Intake::Http(Ok(events))) = read_payload(&sample("function-url.binary.json")) else {
+        panic!()
+    };
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].lifecycle, Lifecycle::Ready);
     assert_eq!(events[0].id, "0b6f7c1e-5d2a-4c5e-9a51-2f8e3c4d7a10:3:ready");
@@ -151,36 +198,78 @@ fn function_url_binary_mode() {
 
 #[test]
 fn function_url_errors_stay_with_the_request() {
-    let mut request: serde_json::Value = serde_json::from_slice(&sample("function-url.binary.json")).unwrap();
+    let mut request: serde_json::Value =
+        serde_json::from_slice(&sample("function-url.binary.json")).unwrap();
     request["headers"]["ce-id"] = "".into();
-    let Ok(Intake::Http(Err(e))) = read_payload(request.to_string().as_bytes()) else { panic!() };
+    let Ok(Intake::Http(Err(e))) = read_payload(request.to_string().as_bytes()) else {
+        panic!()
+    };
     assert_eq!(e.at, "headers.id");
     request["requestContext"]["http"]["method"] = "GET".into();
-    let Ok(Intake::Http(Err(e))) = read_payload(request.to_string().as_bytes()) else { panic!() };
+    let Ok(Intake::Http(Err(e))) = read_payload(request.to_string().as_bytes()) else {
+        panic!()
+    };
     assert!(e.reason.contains("GET"));
 }
 
 #[test]
 fn invalid_inputs_say_what_is_wrong() {
-    assert!(invalid("invalid/not-json.txt").reason.starts_with("not valid JSON"));
+    assert!(
+        invalid("invalid/not-json.txt")
+            .reason
+            .starts_with("not valid JSON")
+    );
     assert_eq!(invalid("invalid/empty-id.json").at, "id");
     assert_eq!(invalid("invalid/subject-mismatch.json").at, "subject");
-    assert_eq!(invalid("invalid/capitalised-extension.json").at, "MyExtension");
-    assert_eq!(invalid("invalid/object-without-name.json").at, "data.metadata.name");
+    assert_eq!(
+        invalid("invalid/capitalised-extension.json").at,
+        "MyExtension"
+    );
+    assert_eq!(
+        invalid("invalid/object-without-name.json").at,
+        "data.metadata.name"
+    );
 }
 
 #[test]
 fn malformed_envelopes() {
     let cases: &[(&str, &str)] = &[
-        (r#"{"Records":[{"eventSource":"aws:sqs","body":"{}"}]}"#, "Records[0].messageId"),
-        (r#"{"Records":[{"EventSource":"aws:sns","Sns":{}}]}"#, "Records[0].Sns.Message"),
-        (r#"{"detail-type":"x","source":"aws.rds","detail":{"EventID":"RDS-EVENT-0005","SourceType":"DB_SNAPSHOT","SourceIdentifier":"s"}}"#, "detail.SourceType"),
-        (r#"{"detail-type":"x","source":"custom","detail":{"hello":1}}"#, "detail"),
-        (r#"{"involvedObject":{"kind":"Instance"},"reason":"CreatedExternalResource"}"#, "involvedObject.apiVersion"),
-        (r#"[{"specversion":"1.0","id":"1","source":"s","type":"io.crossplane.managed.exploded","data":{}}]"#, "[0].type"),
-        (r#"{"specversion":"1.0","id":"1","source":"s","type":"com.example.other","data":{}}"#, "type"),
-        (r#"{"specversion":"1.0","id":"1","source":"s","type":"io.crossplane.managed.ready"}"#, "data"),
-        (r#"{"specversion":"1.0","id":"1","source":"s","type":"io.crossplane.managed.ready","data":{},"tf":{"action":"drop"}}"#, "tf.action"),
+        (
+            r#"{"Records":[{"eventSource":"aws:sqs","body":"{}"}]}"#,
+            "Records[0].messageId",
+        ),
+        (
+            r#"{"Records":[{"EventSource":"aws:sns","Sns":{}}]}"#,
+            "Records[0].Sns.Message",
+        ),
+        (
+            r#"{"detail-type":"x","source":"aws.rds","detail":{"EventID":"RDS-EVENT-0005","SourceType":"DB_SNAPSHOT","SourceIdentifier":"s"}}"#,
+            "detail.SourceType",
+        ),
+        (
+            r#"{"detail-type":"x","source":"custom","detail":{"hello":1}}"#,
+            "detail",
+        ),
+        (
+            r#"{"involvedObject":{"kind":"Instance"},"reason":"CreatedExternalResource"}"#,
+            "involvedObject.apiVersion",
+        ),
+        (
+            r#"[{"specversion":"1.0","id":"1","source":"s","type":"io.crossplane.managed.exploded","data":{}}]"#,
+            "[0].type",
+        ),
+        (
+            r#"{"specversion":"1.0","id":"1","source":"s","type":"com.example.other","data":{}}"#,
+            "type",
+        ),
+        (
+            r#"{"specversion":"1.0","id":"1","source":"s","type":"io.crossplane.managed.ready"}"#,
+            "data",
+        ),
+        (
+            r#"{"specversion":"1.0","id":"1","source":"s","type":"io.crossplane.managed.ready","data":{},"tf":{"action":"drop"}}"#,
+            "tf.action",
+        ),
         (r#"42"#, "$"),
         (r#"{"hello":"world"}"#, "$"),
     ];
