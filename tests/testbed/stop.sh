@@ -3,6 +3,11 @@
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${TESTBED_DIR:-$root/.testbed}
+# cargo lambda watch leads its own process group (watch.sh starts it with setsid).
+if [ -f "$dir/watch.pid" ]; then
+  kill -- "-$(cat "$dir/watch.pid")" 2>/dev/null
+  rm -f "$dir/watch.pid"
+fi
 for name in moto slack-sink; do
   pidfile="$dir/$name.pid"
   [ -f "$pidfile" ] || continue
@@ -14,3 +19,5 @@ for name in moto slack-sink; do
   rm -f "$pidfile"
 done
 rm -f "$dir/env"
+# run.sh gives each run a directory of its own: remove it once empty of services.
+case "$dir" in */.testbed/[0-9]*) rm -rf "$dir" ;; esac

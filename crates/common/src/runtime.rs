@@ -36,6 +36,18 @@ pub enum OutcomeKind {
     Refused,
 }
 
+impl OutcomeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Applied => "applied",
+            OutcomeKind::Unchanged => "unchanged",
+            OutcomeKind::Skipped => "skipped",
+            OutcomeKind::Duplicate => "duplicate",
+            OutcomeKind::Refused => "refused",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub kind: OutcomeKind,
@@ -227,7 +239,7 @@ async fn run_events<H: Handler>(
                         subject = %subject,
                         resource = outcome.resource.as_deref().unwrap_or("-"),
                         lifecycle = event.lifecycle.as_str(),
-                        outcome = ?outcome.kind,
+                        outcome = outcome.kind.as_str(),
                         detail = %outcome.detail,
                         "decision"
                     );

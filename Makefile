@@ -1,0 +1,52 @@
+# crossplane-lambda: build, test, demo, package, deploy, invoke, watch.
+# `make demo` and `make test` work on a fresh machine with only Rust and Python installed:
+# they create the project-local .venv (moto[server], cargo-lambda, ziglang; pinned in
+# tests/testbed/requirements.txt) and start/stop the local services themselves.
+
+FUNCTIONS := tagger
+FUNCTION ?= tagger
+EVENT ?= events/ready.namespaced.json
+TESTBED := tests/testbed
+CARGO_LAMBDA := .venv/bin/cargo-lambda lambda
+
+.PHONY: all build test lint unit demo package deploy invoke watch setup clean
+
+all: build
+
+setup:
+	$(TESTBED)/setup.sh
+
+build:
+	cargo build --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## The whole test suite: formatting, clippy, then every test (unit, moto integration,
+## cargo lambda end to end) inside the test bed, which is stopped afterwards in any case.
+test: setup lint
+	$(TESTBED)/run.sh cargo test --workspace
+
+## The main job on local defaults: moto as AWS, the tagger through cargo lambda.
+demo: setup
+	$(TESTBED)/run.sh tests/demo.sh
+
+## arm64 zips for Lambda (provided.al2023), in target/lambda/<function>/bootstrap.zip.
+package: setup
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO_LAMBDA) build --release --arm64 --output-format zip $(addprefix --bin ,$(FUNCTIONS))
+
+## Deploys every function with its [package.metadata.lambda.deploy] settings (needs AWS credentials).
+deploy: package
+	for f in $(FUNCTIONS); do $(CARGO_LAMBDA) deploy --binary-name $$f $$f || exit 1; done
+
+## make invoke FUNCTION=tagger EVENT=events/sqs.batch.json  (against a running `make watch`)
+invoke:
+	timeout 120 $(CARGO_LAMBDA) invoke $(FUNCTION) --data-file $(EVENT)
+
+watch: setup
+	$(CARGO_LAMBDA) watch --invoke-address 127.0.0.1
+
+clean:
+	cargo clean
+	rm -rf .testbed

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The demo (make demo): run inside the test bed (tests/testbed/run.sh), which provides moto
+# as AWS and stops everything afterwards.
+#
+# 1. Crossplane's AWS provider has created an RDS instance, with its crossplane-* tags; someone
+#    set cost-center by hand, and the DBA team set an owner.
+# 2. The platform's tag policy is in SSM Parameter Store.
+# 3. Crossplane reports the instance Ready: the tagger is invoked through cargo lambda with the
+#    sample event. It writes only the difference, restores the drifted tag, keeps the owner.
+# 4. The same event again: nothing changes (no write call).
+# 5. An SQS batch with one invalid record, and a payload that is not JSON at all.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+aws() { "$root/tests/testbed/aws.py" "$@"; }
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+invoke() { timeout 300 "$root/.venv/bin/cargo-lambda" lambda invoke tagger -A 127.0.0.1 -P "$port" --data-file "$1"; }
+pretty() { "$root/.venv/bin/python" -c 'import json,sys; print(json.dumps(json.load(sys.stdin), indent=2))'; }
+
+say "Building the tagger"
+cargo build --quiet -p tagger
+
+arn=arn:aws:rds:us-east-1:123456789012:db:orders-db
+say "Crossplane created RDS instance orders-db (in moto), with the provider's tags and two set by hand"
+aws create-instance orders-db --namespace team-a --tag cost-center=legacy-import --tag owner=dba-team >/dev/null
+policy='{"tags": {"cost-center": "platform", "managed-by": "crossplane"}, "defaults": {"owner": "platform-team", "data-classification": "internal"}, "labelPrefix": "tags.platform.example.com/"}'
+aws put-policy /crossplane-lambda/tag-policy "$policy"
+echo "tag policy in SSM /crossplane-lambda/tag-policy:"
+echo "$policy" | pretty
+before=$(mktemp)
+aws tags "$arn" --json > "$before"
+say "Tags before"
+aws tags "$arn"
+
+export TAG_POLICY_PARAMETER=/crossplane-lambda/tag-policy
+port=$("$root/tests/testbed/watch.sh")
+say "Crossplane reports the instance Ready: cargo lambda invoke tagger --data-file events/ready.namespaced.json"
+invoke events/ready.namespaced.json | pretty
+say "Tags after (+ added, ~ changed)"
+aws tags "$arn" --before "$before"
+
+say "The same event again (a replay, or the same change from another source)"
+aws tags "$arn" --json > "$before"
+invoke events/ready.namespaced.json | pretty
+if [ "$(aws tags "$arn" --json)" = "$(cat "$before")" ]; then echo "tags unchanged: the replay wrote nothing"; else echo "tags changed on replay!"; exit 1; fi
+
+say "An SQS batch of three records, one of them invalid: only that one is reported as failed"
+invoke events/sqs.batch-with-invalid-record.json | pretty
+
+say "A payload that is not JSON: a clear InvalidEvent, and the function stays up"
+invoke events/invalid/not-json.txt || true
+invoke events/ready.namespaced.json > /dev/null && echo "(the next event is handled as usual)"
+
+say "The function's structured log lines (one per decision)"
+grep '"message":"decision"' "$TESTBED_DIR/watch.log" | tail -4 || true

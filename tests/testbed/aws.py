@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Small AWS helpers for the demo and the end-to-end test, against moto (AWS_ENDPOINT_URL).
+
+  aws.py create-instance ID [--namespace NS] [--tag KEY=VALUE ...]
+      an RDS instance as Crossplane's AWS provider creates it, with its crossplane-* tags
+  aws.py put-policy NAME FILE_OR_JSON      the tagger's policy as an SSM String parameter
+  aws.py tags ARN [--json] [--before FILE] the resource's tags as a table (or JSON); with
+                                           --before, marks what changed since that JSON
+"""
+import argparse
+import json
+import os
+import sys
+
+import boto3
+
+
+def client(service):
+    return boto3.client(service, endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+                        region_name=os.environ.get("AWS_REGION", "us-east-1"))
+
+
+def create_instance(args):
+    tags = {
+        "crossplane-kind": "instance.rds.aws.m.upbound.io",
+        "crossplane-name": args.id,
+        "crossplane-namespace": args.namespace,
+        "crossplane-providerconfig": "default",
+        "crossplane-providerconfig-kind": "ProviderConfig",
+    }
+    for pair in args.tag:
+        key, _, value = pair.partition("=")
+        tags[key] = value
+    out = client("rds").create_db_instance(
+        DBInstanceIdentifier=args.id, DBInstanceClass="db.t4g.micro", Engine="postgres",
+        EngineVersion="16.4", DBName="orders", MasterUsername="orders_admin",
+        MasterUserPassword="demo-only-password", AllocatedStorage=20,
+        Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    print(out["DBInstance"]["DBInstanceArn"])
+
+
+def put_policy(args):
+    text = open(args.policy).read() if os.path.exists(args.policy) else args.policy
+    json.loads(text)
+    client("ssm").put_parameter(Name=args.name, Value=text, Type="String", Overwrite=True)
+
+
+def tags(args):
+    found = client("rds").list_tags_for_resource(ResourceName=args.arn)["TagList"]
+    current = {t["Key"]: t["Value"] for t in found}
+    if args.json:
+        print(json.dumps(current, sort_keys=True))
+        return
+    before = json.load(open(args.before)) if args.before else None
+    width = max(len(k) for k in current) if current else 10
+    for key in sorted(current):
+        mark = "  "
+        if before is not None and key not in before:
+            mark = "+ "
+        elif before is not None and before[key] != current[key]:
+            mark = "~ "
+        was = f"   (was {before[key]!r})" if mark == "~ " else ""
+        print(f"  {mark}{key:<{width}}  {current[key]}{was}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("create-instance")
+    p.add_argument("id")
+    p.add_argument("--namespace", default="team-a")
+    p.add_argument("--tag", action="append", default=[])
+    p.set_defaults(run=create_instance)
+    p = sub.add_parser("put-policy")
+    p.add_argument("name")
+    p.add_argument("policy")
+    p.set_defaults(run=put_policy)
+    p = sub.add_parser("tags")
+    p.add_argument("arn")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--before")
+    p.set_defaults(run=tags)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
