@@ -328,3 +328,332 @@ fn check_managed(resource: &ManagedResource, tags: &Tags) -> Result<ManagedResou
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope() -> Scope {
+        Scope {
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+        }
+    }
+
+    fn resource(
+        api_version: &str,
+        kind: &str,
+        name: &str,
+        for_provider: serde_json::Value,
+    ) -> ManagedResource {
+        let mut object = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": {"forProvider": for_provider}});
+        if api_version.contains(".m.") {
+            object["metadata"]["namespace"] = json!("team-a");
+        }
+        ManagedResource::from_object(&object).unwrap()
+    }
+
+    #[test]
+    fn arns_for_every_kind_in_both_groups() {
+        let cases = [
+            (
+                "rds.aws.m.upbound.io/v1beta1",
+                "Instance",
+                json!({"region": "eu-west-1", "identifier": "orders"}),
+                "arn:aws:rds:eu-west-1:111122223333:db:orders",
+            ),
+            (
+                "rds.aws.upbound.io/v1beta3",
+                "Instance",
+                json!({"region": "eu-west-1"}),
+                "arn:aws:rds:eu-west-1:111122223333:db:mr-name",
+            ),
+            (
+                "rds.aws.m.upbound.io/v1beta1",
+                "Cluster",
+                json!({"region": "cn-north-1"}),
+                "arn:aws-cn:rds:cn-north-1:111122223333:cluster:mr-name",
+            ),
+            (
+                "rds.aws.upbound.io/v1beta2",
+                "Cluster",
+                json!({}),
+                "arn:aws:rds:us-east-1:111122223333:cluster:mr-name",
+            ),
+            (
+                "s3.aws.m.upbound.io/v1beta1",
+                "Bucket",
+                json!({"region": "eu-west-1"}),
+                "arn:aws:s3:::mr-name",
+            ),
+            (
+                "s3.aws.upbound.io/v1beta2",
+                "Bucket",
+                json!({"region": "us-gov-west-1"}),
+                "arn:aws-us-gov:s3:::mr-name",
+            ),
+            (
+                "sqs.aws.m.upbound.io/v1beta1",
+                "Queue",
+                json!({"region": "eu-west-1", "name": "jobs"}),
+                "arn:aws:sqs:eu-west-1:111122223333:jobs",
+            ),
+            (
+                "sqs.aws.upbound.io/v1beta1",
+                "Queue",
+                json!({"region": "eu-west-1"}),
+                "arn:aws:sqs:eu-west-1:111122223333:mr-name",
+            ),
+            (
+                "dynamodb.aws.m.upbound.io/v1beta1",
+                "Table",
+                json!({"region": "eu-west-1"}),
+                "arn:aws:dynamodb:eu-west-1:111122223333:table/mr-name",
+            ),
+            (
+                "dynamodb.aws.upbound.io/v1beta2",
+                "Table",
+                json!({"region": "eu-west-1"}),
+                "arn:aws:dynamodb:eu-west-1:111122223333:table/mr-name",
+            ),
+        ];
+        for (api_version, kind, for_provider, expected) in cases {
+            let r = resource(api_version, kind, "mr-name", for_provider);
+            assert_eq!(
+                arn_of(&r, &scope()).as_deref(),
+                Some(expected),
+                "{api_version} {kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn external_names_that_are_urls_or_arns() {
+        let mut queue = resource(
+            "sqs.aws.m.upbound.io/v1beta1",
+            "Queue",
+            "q",
+            json!({"region": "eu-west-1"}),
+        );
+        queue.external_name = Some("https://sqs.eu-west-1.amazonaws.com/444455556666/jobs".into());
+        assert_eq!(
+            arn_of(&queue, &scope()).as_deref(),
+            Some("arn:aws:sqs:eu-west-1:444455556666:jobs")
+        );
+        let mut secret = resource(
+            "secretsmanager.aws.m.upbound.io/v1beta1",
+            "Secret",
+            "s",
+            json!({"region": "eu-west-1"}),
+        );
+        assert_eq!(
+            arn_of(&secret, &scope()),
+            None,
+            "a secret's ARN cannot be built"
+        );
+        secret.external_name =
+            Some("arn:aws:secretsmanager:eu-west-1:111122223333:secret:db-AbCdEf".into());
+        assert_eq!(arn_of(&secret, &scope()), secret.external_name);
+        let mut with_status = resource("rds.aws.m.upbound.io/v1beta1", "Instance", "x", json!({}));
+        with_status.arn = Some("arn:aws:rds:eu-west-1:111122223333:db:from-status".into());
+        assert_eq!(arn_of(&with_status, &scope()), with_status.arn);
+        let unknown = resource("ec2.aws.m.upbound.io/v1beta1", "VPC", "v", json!({}));
+        assert_eq!(arn_of(&unknown, &scope()), None);
+    }
+
+    #[test]
+    fn the_guard() {
+        let own = Guard::default();
+        assert!(
+            own.check("arn:aws:rds:us-east-1:111122223333:db:x", None, &scope())
+                .is_ok()
+        );
+        let err = own
+            .check("arn:aws:rds:us-east-1:999999999999:db:x", None, &scope())
+            .unwrap_err();
+        assert!(err.contains("999999999999"));
+        assert!(
+            own.check("arn:aws:s3:::bucket", Some("eu-west-1"), &scope())
+                .is_ok(),
+            "S3 ARNs name no account"
+        );
+        let listed = Guard {
+            allowed_accounts: vec!["999999999999".into()],
+            allowed_regions: vec!["eu-west-1".into()],
+        };
+        assert!(
+            listed
+                .check("arn:aws:rds:eu-west-1:999999999999:db:x", None, &scope())
+                .is_ok()
+        );
+        assert!(
+            listed
+                .check("arn:aws:rds:eu-west-1:111122223333:db:x", None, &scope())
+                .is_err()
+        );
+        assert!(
+            listed
+                .check("arn:aws:rds:us-east-1:999999999999:db:x", None, &scope())
+                .unwrap_err()
+                .contains("region")
+        );
+        assert!(
+            listed
+                .check("arn:aws:s3:::bucket", Some("us-east-1"), &scope())
+                .is_err()
+        );
+        assert!(own.check("not-an-arn", None, &scope()).is_err());
+    }
+
+    /// A tag store of the test's choosing.
+    struct Store(Vec<(String, Tags)>);
+
+    impl TagReader for Store {
+        async fn tags_of(&self, arn: &str) -> Result<Option<Tags>, AwsError> {
+            Ok(self
+                .0
+                .iter()
+                .find(|(a, _)| a == arn)
+                .map(|(_, t)| t.clone()))
+        }
+        async fn find_by_tags(
+            &self,
+            _: &str,
+            tags: &[(&str, &str)],
+        ) -> Result<Vec<(String, Tags)>, AwsError> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|(_, t)| {
+                    tags.iter()
+                        .all(|(k, v)| t.get(*k).map(String::as_str) == Some(*v))
+                })
+                .cloned()
+                .collect())
+        }
+    }
+
+    fn crossplane_tags(name: &str, namespace: &str) -> Tags {
+        [
+            (TAG_KIND, "instance.rds.aws.m.upbound.io"),
+            (TAG_NAME, name),
+            (TAG_NAMESPACE, namespace),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    const DB: &str = "arn:aws:rds:us-east-1:111122223333:db:orders";
+
+    fn reference(name: &str) -> ManagedResource {
+        ManagedResource::from_reference(&json!({"apiVersion": "rds.aws.m.upbound.io/v1beta1", "kind": "Instance", "name": name, "namespace": "team-a"}))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn resolves_built_arns_and_references() {
+        let store = Store(vec![(DB.into(), crossplane_tags("orders", "team-a"))]);
+        let built = resource(
+            "rds.aws.m.upbound.io/v1beta1",
+            "Instance",
+            "orders",
+            json!({}),
+        );
+        let resolved = resolve(&built, &scope(), &Guard::default(), &store)
+            .await
+            .unwrap();
+        assert_eq!(resolved.arn, DB);
+        // A reference has no external name: the built ARN uses the name, and also resolves.
+        let resolved = resolve(&reference("orders"), &scope(), &Guard::default(), &store)
+            .await
+            .unwrap();
+        assert_eq!(resolved.arn, DB);
+        let missing = resolve(&reference("nope"), &scope(), &Guard::default(), &store)
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, Unresolved::NotFound(_)), "{missing:?}");
+    }
+
+    #[tokio::test]
+    async fn lookup_by_tags_when_no_arn_can_be_built() {
+        let secret_tags: Tags = [
+            (TAG_KIND, "secret.secretsmanager.aws.m.upbound.io"),
+            (TAG_NAME, "db"),
+            (TAG_NAMESPACE, "team-a"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let secret_arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:db-AbCdEf";
+        let secret = ManagedResource::from_reference(
+            &json!({"apiVersion": "secretsmanager.aws.m.upbound.io/v1beta1", "kind": "Secret", "name": "db", "namespace": "team-a"}),
+        )
+        .unwrap();
+        let store = Store(vec![(secret_arn.into(), secret_tags.clone())]);
+        let resolved = resolve(&secret, &scope(), &Guard::default(), &store)
+            .await
+            .unwrap();
+        assert_eq!(resolved.arn, secret_arn);
+        let twice = Store(vec![
+            (secret_arn.into(), secret_tags.clone()),
+            (format!("{secret_arn}2"), secret_tags),
+        ]);
+        let err = resolve(&secret, &scope(), &Guard::default(), &twice)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Unresolved::Ambiguous(m) if m.contains("2 resources")));
+    }
+
+    #[tokio::test]
+    async fn refuses_what_crossplane_does_not_manage_as_this_resource() {
+        let built = resource(
+            "rds.aws.m.upbound.io/v1beta1",
+            "Instance",
+            "orders",
+            json!({}),
+        );
+        let unmanaged = Store(vec![(
+            DB.into(),
+            [("team".to_string(), "dba".to_string())].into(),
+        )]);
+        let err = resolve(&built, &scope(), &Guard::default(), &unmanaged)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Unresolved::Refused(m) if m.contains("not managed by Crossplane")),
+            "{err:?}"
+        );
+        let other = Store(vec![(DB.into(), crossplane_tags("orders", "team-b"))]);
+        let err = resolve(&built, &scope(), &Guard::default(), &other)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Unresolved::Refused(m) if m.contains("team-b/orders")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unverified_identity_is_taken_from_the_live_tags() {
+        let mut from_aws = resource(
+            "rds.aws.m.upbound.io/v1beta1",
+            "Instance",
+            "orders",
+            json!({}),
+        );
+        from_aws.identity_verified = false;
+        from_aws.namespace = None;
+        let store = Store(vec![(
+            DB.into(),
+            crossplane_tags("orders-db-claim", "team-z"),
+        )]);
+        let resolved = resolve(&from_aws, &scope(), &Guard::default(), &store)
+            .await
+            .unwrap();
+        assert_eq!(resolved.resource.name, "orders-db-claim");
+        assert_eq!(resolved.resource.namespace.as_deref(), Some("team-z"));
+        assert!(resolved.resource.identity_verified);
+    }
+}

@@ -204,7 +204,7 @@ fn function_url_errors_stay_with_the_request() {
     let Ok(Intake::Http(Err(e))) = read_payload(request.to_string().as_bytes()) else {
         panic!()
     };
-    assert_eq!(e.at, "headers.id");
+    assert_eq!(e.at, "headers.ce-id");
     request["requestContext"]["http"]["method"] = "GET".into();
     let Ok(Intake::Http(Err(e))) = read_payload(request.to_string().as_bytes()) else {
         panic!()

@@ -127,8 +127,25 @@ fn binary_mode(headers: &Map<String, Value>, body: &[u8]) -> Result<ResourceEven
         Value::String(String::from_utf8_lossy(body).into_owned())
     };
     event.insert("data".into(), data);
-    let event = cloudevent::parse_event(&Value::Object(event)).map_err(|e| e.within("headers"))?;
-    shapes::from_cloudevent(&event, None)
+    let event = cloudevent::parse_event(&Value::Object(event)).map_err(binary_location)?;
+    shapes::from_cloudevent(&event, None).map_err(binary_location)
+}
+
+/// Names an error in binary mode where the sender put the value: `data…` is the body,
+/// `datacontenttype` the `content-type` header, any other attribute its `ce-` header.
+fn binary_location(mut error: IntakeError) -> IntakeError {
+    error.at = if let Some(rest) = error.at.strip_prefix("data.") {
+        format!("body.{rest}")
+    } else if error.at == "data" || error.at == "data_base64" {
+        "body".to_string()
+    } else if error.at == "datacontenttype" {
+        "headers.content-type".to_string()
+    } else if error.at == "$" {
+        "headers".to_string()
+    } else {
+        format!("headers.ce-{}", error.at)
+    };
+    error
 }
 
 fn percent_decode(value: &str) -> Result<String, String> {
