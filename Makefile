@@ -34,6 +34,7 @@ demo: setup
 
 ## arm64 zips for Lambda (provided.al2023), in target/lambda/<function>/bootstrap.zip.
 package: setup
+	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO_LAMBDA) build --release --arm64 --output-format zip $(addprefix --bin ,$(FUNCTIONS))
 
 ## Deploys every function with its [package.metadata.lambda.deploy] settings (needs AWS credentials).

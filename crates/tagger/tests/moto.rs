@@ -43,22 +43,36 @@ fn invocation() -> Invocation {
     }
 }
 
+/// Which Crossplane tags the provider put on an instance.
+#[derive(Clone, Copy)]
+enum Managed {
+    No,
+    Namespaced,
+    ClusterScoped,
+}
+
 /// Creates an RDS instance as Crossplane's AWS provider would: with its `crossplane-*` tags.
 async fn create_instance(
     sdk: &aws_config::SdkConfig,
     id: &str,
     extra: &[(&str, &str)],
-    crossplane: bool,
+    managed: Managed,
 ) {
     let rds = aws_sdk_rds::Client::new(sdk);
     let mut tags: Vec<(&str, &str)> = extra.to_vec();
-    if crossplane {
-        tags.extend([
+    match managed {
+        Managed::No => {}
+        Managed::Namespaced => tags.extend([
             ("crossplane-kind", "instance.rds.aws.m.upbound.io"),
             ("crossplane-name", id),
             ("crossplane-namespace", "team-a"),
             ("crossplane-providerconfig", "default"),
-        ]);
+        ]),
+        Managed::ClusterScoped => tags.extend([
+            ("crossplane-kind", "instance.rds.aws.upbound.io"),
+            ("crossplane-name", id),
+            ("crossplane-providerconfig", "default"),
+        ]),
     }
     rds.create_db_instance()
         .db_instance_identifier(id)
@@ -89,6 +103,10 @@ async fn live_tags(sdk: &aws_config::SdkConfig, id: &str) -> TagSet {
         .iter()
         .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
         .collect()
+}
+
+async fn live_tag(sdk: &aws_config::SdkConfig, id: &str, key: &str) -> Option<String> {
+    live_tags(sdk, id).await.remove(key)
 }
 
 async fn put_policy(sdk: &aws_config::SdkConfig, name: &str, policy: Value) {
@@ -163,7 +181,13 @@ fn calls(counter: &CallCounter, operation: &str) -> u64 {
 async fn first_event_applies_exactly_the_difference_and_a_replay_writes_nothing() {
     let sdk = sdk().await;
     let id = "tagger-first";
-    create_instance(&sdk, id, &[("cost-center", "platform")], true).await;
+    create_instance(
+        &sdk,
+        id,
+        &[("cost-center", "platform")],
+        Managed::Namespaced,
+    )
+    .await;
     put_policy(&sdk, "/tests/tagger-first/policy", policy()).await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/tagger-first/policy", &counter).await;
@@ -222,13 +246,13 @@ async fn first_event_applies_exactly_the_difference_and_a_replay_writes_nothing(
 async fn a_drifted_tag_is_restored_and_a_default_is_never_overwritten() {
     let sdk = sdk().await;
     let id = "tagger-drift";
-    create_instance(&sdk, id, &[("owner", "payments-team")], true).await;
+    create_instance(&sdk, id, &[("owner", "payments-team")], Managed::Namespaced).await;
     put_policy(&sdk, "/tests/tagger-drift/policy", policy()).await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/tagger-drift/policy", &counter).await;
     assert_eq!(outcome(&run(&tagger, &ready_event(id)).await).0, "applied");
     assert_eq!(
-        live_tags(&sdk, id).await.get("owner").map(String::as_str),
+        live_tag(&sdk, id, "owner").await.as_deref(),
         Some("payments-team")
     );
 
@@ -303,7 +327,7 @@ impl TagWriter for ThrottleFirst {
 async fn a_throttled_entry_is_retried() {
     let sdk = sdk().await;
     let id = "tagger-throttled";
-    create_instance(&sdk, id, &[], true).await;
+    create_instance(&sdk, id, &[], Managed::Namespaced).await;
     let counter = CallCounter::new();
     let tagging = aws_sdk_resourcegroupstagging::config::Builder::from(&sdk)
         .interceptor(counter.clone())
@@ -332,10 +356,7 @@ async fn a_throttled_entry_is_retried() {
         "the throttled call never reached moto; the retry did"
     );
     assert_eq!(
-        live_tags(&sdk, id)
-            .await
-            .get("cost-center")
-            .map(String::as_str),
+        live_tag(&sdk, id, "cost-center").await.as_deref(),
         Some("platform")
     );
 }
@@ -361,7 +382,7 @@ async fn a_forged_event_for_another_account_is_refused_without_any_call() {
 async fn a_resource_crossplane_does_not_manage_is_refused_and_unchanged() {
     let sdk = sdk().await;
     let id = "tagger-unmanaged";
-    create_instance(&sdk, id, &[("team", "dba")], false).await;
+    create_instance(&sdk, id, &[("team", "dba")], Managed::No).await;
     put_policy(&sdk, "/tests/tagger-unmanaged/policy", policy()).await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/tagger-unmanaged/policy", &counter).await;
@@ -378,7 +399,7 @@ async fn a_resource_crossplane_does_not_manage_is_refused_and_unchanged() {
 async fn a_resource_managed_as_another_object_is_refused() {
     let sdk = sdk().await;
     let id = "tagger-other-owner";
-    create_instance(&sdk, id, &[], true).await;
+    create_instance(&sdk, id, &[], Managed::Namespaced).await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/unused", &counter).await;
     // The event claims the instance belongs to another namespace's managed resource.
@@ -413,7 +434,7 @@ async fn a_stale_ready_for_a_vanished_instance_does_nothing() {
 async fn a_reference_is_resolved_by_crossplane_tags() {
     let sdk = sdk().await;
     let id = "tagger-by-reference";
-    create_instance(&sdk, id, &[], true).await;
+    create_instance(&sdk, id, &[], Managed::Namespaced).await;
     put_policy(&sdk, "/tests/tagger-ref/policy", policy()).await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/tagger-ref/policy", &counter).await;
@@ -426,10 +447,7 @@ async fn a_reference_is_resolved_by_crossplane_tags() {
     assert_eq!(outcome(&response).0, "applied", "{response}");
     assert_eq!(response["results"][0]["resource"], json!(arn(id)));
     assert_eq!(
-        live_tags(&sdk, id)
-            .await
-            .get("cost-center")
-            .map(String::as_str),
+        live_tag(&sdk, id, "cost-center").await.as_deref(),
         Some("platform")
     );
 }
@@ -438,7 +456,7 @@ async fn a_reference_is_resolved_by_crossplane_tags() {
 async fn an_rds_event_without_tags_takes_its_identity_from_the_live_resource() {
     let sdk = sdk().await;
     let id = "tagger-eventbridge";
-    create_instance(&sdk, id, &[], true).await;
+    create_instance(&sdk, id, &[], Managed::Namespaced).await;
     put_policy(&sdk, "/tests/tagger-eb/policy", policy()).await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/tagger-eb/policy", &counter).await;
@@ -464,7 +482,7 @@ async fn an_rds_event_without_tags_takes_its_identity_from_the_live_resource() {
 async fn an_sqs_batch_reports_only_the_failed_record() {
     let sdk = sdk().await;
     let (good, missing) = ("tagger-sqs-good", "tagger-sqs-missing");
-    create_instance(&sdk, good, &[], true).await;
+    create_instance(&sdk, good, &[], Managed::Namespaced).await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/tagger-sqs/missing-policy", &counter).await;
     let record =
@@ -494,7 +512,7 @@ async fn an_sqs_batch_reports_only_the_failed_record() {
         "{response}"
     );
     assert_eq!(
-        live_tags(&sdk, good).await.get("owner").map(String::as_str),
+        live_tag(&sdk, good, "owner").await.as_deref(),
         Some("platform-team")
     );
 }
@@ -523,24 +541,7 @@ async fn invalid_input_makes_no_aws_call() {
 async fn cluster_scoped_resources_are_tagged_too() {
     let sdk = sdk().await;
     let id = "tagger-cluster-scoped";
-    let rds = aws_sdk_rds::Client::new(&sdk);
-    rds.create_db_instance()
-        .db_instance_identifier(id)
-        .db_instance_class("db.t4g.micro")
-        .engine("postgres")
-        .master_username("admin_user")
-        .master_user_password("not-a-real-password-1")
-        .allocated_storage(20)
-        .tags(
-            Tag::builder()
-                .key("crossplane-kind")
-                .value("instance.rds.aws.upbound.io")
-                .build(),
-        )
-        .tags(Tag::builder().key("crossplane-name").value(id).build())
-        .send()
-        .await
-        .unwrap();
+    create_instance(&sdk, id, &[], Managed::ClusterScoped).await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/unused-cluster", &counter).await;
     put_policy(
