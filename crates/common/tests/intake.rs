@@ -278,3 +278,111 @@ fn malformed_envelopes() {
         assert_eq!(err.at, *at, "{payload}: {err}");
     }
 }
+
+fn modified(name: &str, change: impl FnOnce(&mut serde_json::Value)) -> Vec<ResourceEvent> {
+    let mut value: serde_json::Value = serde_json::from_slice(&sample(name)).unwrap();
+    change(&mut value);
+    match read_payload(value.to_string().as_bytes()) {
+        Ok(Intake::Direct(events)) => events,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[test]
+fn deletions_from_every_source() {
+    let knative = modified("knative.resource-update.json", |v| {
+        v["type"] = "dev.knative.apiserver.resource.delete".into()
+    });
+    assert_eq!(knative[0].lifecycle, Lifecycle::Deleted);
+    let knative_ref = modified("knative.ref-add.json", |v| {
+        v["type"] = "dev.knative.apiserver.ref.delete".into()
+    });
+    assert_eq!(knative_ref[0].lifecycle, Lifecycle::Deleted);
+    let argo = modified("argo-events.update.json", |v| v["type"] = "DELETE".into());
+    assert_eq!(argo[0].lifecycle, Lifecycle::Deleted);
+    let exporter = modified("k8s-event-exporter.created.json", |v| {
+        v["reason"] = "DeletedExternalResource".into()
+    });
+    assert_eq!(exporter[0].lifecycle, Lifecycle::Deleted);
+}
+
+#[test]
+fn rds_cluster_events_and_other_event_ids() {
+    let cluster = |code: &str| {
+        modified("eventbridge.rds-instance-created.json", |v| {
+            v["detail"]["SourceType"] = "CLUSTER".into();
+            v["detail"]["EventID"] = code.into();
+            v["detail"]["SourceArn"] = serde_json::Value::Null;
+            v["detail"]["Tags"]["crossplane-kind"] = "cluster.rds.aws.upbound.io".into();
+            v["detail"]["Tags"]
+                .as_object_mut()
+                .unwrap()
+                .remove("crossplane-namespace");
+        })
+        .remove(0)
+    };
+    let created = cluster("RDS-EVENT-0170");
+    assert_eq!(created.lifecycle, Lifecycle::Ready);
+    assert_eq!(
+        created.resource.arn.as_deref(),
+        Some("arn:aws:rds:us-east-1:123456789012:cluster:orders-db")
+    );
+    assert_eq!(
+        created.resource.subject(),
+        "/apis/rds.aws.upbound.io/v1beta2/clusters/orders-db"
+    );
+    assert_eq!(cluster("RDS-EVENT-0171").lifecycle, Lifecycle::Deleted);
+    assert_eq!(cluster("RDS-EVENT-0088").lifecycle, Lifecycle::Observed);
+}
+
+#[test]
+fn argo_update_without_a_new_transition_is_an_update() {
+    let events = modified("argo-events.update.json", |v| {
+        v["oldBody"] = v["body"].clone()
+    });
+    assert_eq!(events[0].lifecycle, Lifecycle::Updated);
+    assert_eq!(events[0].transition_time.as_deref(), Some(READY_AT));
+}
+
+#[test]
+fn kubernetes_events_that_are_not_transitions_are_observed() {
+    let events = modified("k8s-event-exporter.created.json", |v| {
+        v["reason"] = "ComposeResources".into()
+    });
+    assert_eq!(events[0].lifecycle, Lifecycle::Observed);
+    let normal_cannot = modified("k8s-event-exporter.cannot-update.json", |v| {
+        v["type"] = "Normal".into()
+    });
+    assert_eq!(
+        normal_cannot[0].lifecycle,
+        Lifecycle::Observed,
+        "only warnings mean failure"
+    );
+}
+
+#[test]
+fn structured_http_and_sns_in_sqs() {
+    let mut request: serde_json::Value =
+        serde_json::from_slice(&sample("function-url.binary.json")).unwrap();
+    let headers = request["headers"].as_object_mut().unwrap();
+    headers.retain(|k, _| !k.starts_with("ce-"));
+    headers.insert("content-type".into(), "application/cloudevents+json".into());
+    request["body"] = String::from_utf8(sample("ready.namespaced.json"))
+        .unwrap()
+        .into();
+    request["isBase64Encoded"] = false.into();
+    let Ok(Intake::Http(Ok(events))) = read_payload(request.to_string().as_bytes()) else {
+        panic!()
+    };
+    assert_eq!(events[0].lifecycle, Lifecycle::Ready);
+
+    let notification = serde_json::json!({"Type": "Notification", "Message": String::from_utf8(sample("ready.namespaced.json")).unwrap()});
+    let sqs = serde_json::json!({"Records": [{"messageId": "m1", "eventSource": "aws:sqs", "body": notification.to_string()}]});
+    let Ok(Intake::Sqs(records)) = read_payload(sqs.to_string().as_bytes()) else {
+        panic!()
+    };
+    assert_eq!(
+        records[0].events.as_ref().unwrap()[0].lifecycle,
+        Lifecycle::Ready
+    );
+}
