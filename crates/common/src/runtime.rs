@@ -189,10 +189,13 @@ pub async fn dispatch<H: Handler>(
                 .collect();
             Ok(json!(response))
         }
-        Intake::Http(Err(e)) => Ok(http_response(
-            400,
-            &json!({"errorType": "InvalidEvent", "errorMessage": e.to_string()}),
-        )),
+        Intake::Http(Err(e)) => {
+            tracing::warn!(request_id = %invocation.request_id, error = %e, "invalid HTTP request");
+            Ok(http_response(
+                400,
+                &json!({"errorType": "InvalidEvent", "errorMessage": e.to_string()}),
+            ))
+        }
         Intake::Http(Ok(events)) => {
             let results = run_events(handler, &events, invocation, concurrency).await;
             Ok(match collect(results) {
