@@ -27,10 +27,7 @@ struct Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("--")
-            .arg(format!("-{}", self.pid))
-            .status();
+        let _ = Command::new("kill").arg("--").arg(format!("-{}", self.pid)).status();
     }
 }
 
@@ -72,30 +69,13 @@ fn tagger_through_cargo_lambda_watch_and_invoke() {
     let arn = "arn:aws:rds:us-east-1:123456789012:db:orders-db";
     let created = run(
         "tests/testbed/aws.py",
-        &[
-            "create-instance",
-            "orders-db",
-            "--tag",
-            "cost-center=legacy",
-        ],
+        &["create-instance", "orders-db", "--tag", "cost-center=legacy"],
         &[],
     );
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let policy = r#"{"tags":{"cost-center":"platform"},"defaults":{"owner":"platform-team"}}"#;
-    let put = run(
-        "tests/testbed/aws.py",
-        &["put-policy", "/e2e/tag-policy", policy],
-        &[],
-    );
-    assert!(
-        put.status.success(),
-        "{}",
-        String::from_utf8_lossy(&put.stderr)
-    );
+    let put = run("tests/testbed/aws.py", &["put-policy", "/e2e/tag-policy", policy], &[]);
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
 
     let watch = run(
         "tests/testbed/watch.sh",
@@ -137,11 +117,7 @@ fn tagger_through_cargo_lambda_watch_and_invoke() {
     );
 
     let batch = result(&invoke(&port, "events/sqs.batch-with-invalid-record.json"));
-    assert_eq!(
-        batch["batchItemFailures"].as_array().map(Vec::len),
-        Some(1),
-        "{batch}"
-    );
+    assert_eq!(batch["batchItemFailures"].as_array().map(Vec::len), Some(1), "{batch}");
     assert_eq!(
         batch["batchItemFailures"][0]["itemIdentifier"],
         "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e05"
@@ -156,9 +132,7 @@ fn tagger_through_cargo_lambda_watch_and_invoke() {
         .collect();
     assert!(decisions.len() >= 4, "{log}");
     assert!(
-        decisions
-            .iter()
-            .all(|d| d["event"].is_string() && d["resource"] == arn),
+        decisions.iter().all(|d| d["event"].is_string() && d["resource"] == arn),
         "{decisions:?}"
     );
 }

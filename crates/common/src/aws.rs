@@ -58,9 +58,7 @@ impl AwsError {
             SdkError::ServiceError(service) => {
                 let err = service.err();
                 let code = err.code().map(str::to_string);
-                let retryable = code
-                    .as_deref()
-                    .is_some_and(|c| THROTTLING_CODES.contains(&c))
+                let retryable = code.as_deref().is_some_and(|c| THROTTLING_CODES.contains(&c))
                     || service.raw().status().is_server_error();
                 let message = match (err.code(), err.message()) {
                     (Some(code), Some(message)) => format!("{code}: {message}"),
@@ -75,12 +73,8 @@ impl AwsError {
                 }
             }
             SdkError::TimeoutError(_) => AwsError::transport(operation, "timed out"),
-            SdkError::DispatchFailure(e) => {
-                AwsError::transport(operation, &format!("could not send: {e:?}"))
-            }
-            SdkError::ResponseError(_) => {
-                AwsError::transport(operation, "the response could not be read")
-            }
+            SdkError::DispatchFailure(e) => AwsError::transport(operation, &format!("could not send: {e:?}")),
+            SdkError::ResponseError(_) => AwsError::transport(operation, "the response could not be read"),
             other => AwsError {
                 operation,
                 retryable: false,
@@ -206,9 +200,7 @@ mod tests {
             code: None,
             message: "timed out".into(),
         };
-        assert!(
-            matches!(HandlerError::from(e), HandlerError::Retryable(m) if m == "TagResources failed: timed out")
-        );
+        assert!(matches!(HandlerError::from(e), HandlerError::Retryable(m) if m == "TagResources failed: timed out"));
         let e = AwsError {
             operation: "GetResources",
             retryable: false,

@@ -30,10 +30,7 @@ pub fn parse_event(value: &Value) -> Result<Event, IntakeError> {
     let object = value.as_object().ok_or_else(|| {
         IntakeError::new(
             "$",
-            format!(
-                "a CloudEvent must be a JSON object, found {}",
-                json_kind(value)
-            ),
+            format!("a CloudEvent must be a JSON object, found {}", json_kind(value)),
         )
     })?;
     check_attributes(object)?;
@@ -47,10 +44,7 @@ pub fn parse_batch(value: &Value) -> Result<Vec<Event>, IntakeError> {
     let items = value.as_array().ok_or_else(|| {
         IntakeError::new(
             "$",
-            format!(
-                "a CloudEvents batch must be a JSON array, found {}",
-                json_kind(value)
-            ),
+            format!("a CloudEvents batch must be a JSON array, found {}", json_kind(value)),
         )
     })?;
     items
@@ -90,9 +84,7 @@ fn check_attributes(object: &Map<String, Value>) -> Result<(), IntakeError> {
     if let Some(Value::String(content_type)) = object.get("datacontenttype") {
         check_media_type(content_type)?;
     }
-    if object.get("data").is_some_and(|d| !d.is_null())
-        && object.get("data_base64").is_some_and(|d| !d.is_null())
-    {
+    if object.get("data").is_some_and(|d| !d.is_null()) && object.get("data_base64").is_some_and(|d| !d.is_null()) {
         return Err(IntakeError::new(
             "data_base64",
             "an event may carry `data` or `data_base64`, not both",
@@ -109,10 +101,9 @@ fn check_attributes(object: &Map<String, Value>) -> Result<(), IntakeError> {
 
 fn required_string<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a str, IntakeError> {
     match object.get(name) {
-        Some(Value::String(s)) if s.is_empty() => Err(IntakeError::new(
-            name,
-            "is empty; it must be a non-empty string",
-        )),
+        Some(Value::String(s)) if s.is_empty() => {
+            Err(IntakeError::new(name, "is empty; it must be a non-empty string"))
+        }
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(IntakeError::new(
             name,
@@ -125,9 +116,7 @@ fn required_string<'a>(object: &'a Map<String, Value>, name: &str) -> Result<&'a
 fn optional_string(object: &Map<String, Value>, name: &str) -> Result<(), IntakeError> {
     match object.get(name) {
         None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) if s.is_empty() => {
-            Err(IntakeError::new(name, "is empty; omit it or give a value"))
-        }
+        Some(Value::String(s)) if s.is_empty() => Err(IntakeError::new(name, "is empty; omit it or give a value")),
         Some(Value::String(_)) => Ok(()),
         Some(other) => Err(IntakeError::new(
             name,
@@ -161,11 +150,7 @@ fn is_token(s: &str) -> bool {
 /// Extension names are lower-case ASCII letters and digits; values are strings, booleans
 /// or 32-bit integers (the CloudEvents type system).
 fn check_extension(name: &str, value: &Value) -> Result<(), IntakeError> {
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
         return Err(IntakeError::new(
             name,
             "is not a valid extension attribute name (only lower-case letters a-z and digits 0-9)",
@@ -206,17 +191,12 @@ mod tests {
 
     #[test]
     fn names_the_field_that_is_wrong() {
-        let e =
-            parse_event(&json!({"specversion":"1.0","id":"","type":"t","source":"s"})).unwrap_err();
+        let e = parse_event(&json!({"specversion":"1.0","id":"","type":"t","source":"s"})).unwrap_err();
         assert_eq!(e.at, "id");
-        let e =
-            parse_event(&json!({"specversion":"1.0","id":"1","type":"t","source":"s","Bad":"x"}))
-                .unwrap_err();
+        let e = parse_event(&json!({"specversion":"1.0","id":"1","type":"t","source":"s","Bad":"x"})).unwrap_err();
         assert_eq!(e.at, "Bad");
-        let e = parse_event(
-            &json!({"specversion":"1.0","id":"1","type":"t","source":"s","ext":2147483648_i64}),
-        )
-        .unwrap_err();
+        let e = parse_event(&json!({"specversion":"1.0","id":"1","type":"t","source":"s","ext":2147483648_i64}))
+            .unwrap_err();
         assert!(e.reason.contains("32-bit"), "{e}");
         let e = parse_event(&json!(["x"])).unwrap_err();
         assert!(e.reason.contains("JSON object"), "{e}");
@@ -233,8 +213,7 @@ mod tests {
 
     #[test]
     fn batch_errors_name_the_member() {
-        let e = parse_batch(&json!([{"specversion":"1.0","id":"1","type":"t","source":"s"}, 3]))
-            .unwrap_err();
+        let e = parse_batch(&json!([{"specversion":"1.0","id":"1","type":"t","source":"s"}, 3])).unwrap_err();
         assert_eq!(e.at, "[1]");
     }
 }

@@ -93,15 +93,9 @@ mod tests {
     #[test]
     fn within_prefixes_paths() {
         let e = IntakeError::new("subject", "is empty");
-        assert_eq!(
-            e.clone().within("Records[1].body").at,
-            "Records[1].body.subject"
-        );
+        assert_eq!(e.clone().within("Records[1].body").at, "Records[1].body.subject");
         assert_eq!(IntakeError::new("$", "x").within("detail").at, "detail");
-        assert_eq!(
-            IntakeError::new("[2]", "x").within("Records").at,
-            "Records[2]"
-        );
+        assert_eq!(IntakeError::new("[2]", "x").within("Records").at, "Records[2]");
     }
 
     #[test]

@@ -111,9 +111,7 @@ pub fn split_group(group: &str) -> Option<(&str, bool)> {
 /// The known kind for an API group and kind, in either family.
 pub fn lookup(group: &str, kind: &str) -> Option<&'static KnownKind> {
     let (service, _) = split_group(group)?;
-    KNOWN_KINDS
-        .iter()
-        .find(|k| k.service == service && k.kind == kind)
+    KNOWN_KINDS.iter().find(|k| k.service == service && k.kind == kind)
 }
 
 /// The known kind for a `crossplane-kind` tag value such as `instance.rds.aws.m.upbound.io`,

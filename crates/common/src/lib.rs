@@ -22,9 +22,12 @@ pub mod intake;
 pub mod kinds;
 pub mod logging;
 pub mod model;
+pub mod rds;
 pub mod resolve;
 pub mod runtime;
 pub mod tagging;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{HandlerError, IntakeError};
 pub use model::{Lifecycle, ManagedResource, ResourceEvent};

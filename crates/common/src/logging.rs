@@ -18,6 +18,27 @@ where
     let filter = EnvFilter::builder()
         .with_default_directive(level_from_env().into())
         .parse_lossy(std::env::var("RUST_LOG").unwrap_or_default());
+    install(writer, filter);
+}
+
+/// As [`init_with_writer`], at a fixed level for every crate (the SDK's included): for tests
+/// that must see everything that could be logged.
+pub fn init_with_level<W>(writer: W, level: tracing::level_filters::LevelFilter)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    install(
+        writer,
+        EnvFilter::builder()
+            .with_default_directive(level.into())
+            .parse_lossy(""),
+    );
+}
+
+fn install<W>(writer: W, filter: EnvFilter)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

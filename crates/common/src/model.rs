@@ -289,18 +289,13 @@ struct Judgement {
 /// Level-triggered: the object's conditions decide, the signal only breaks ties where the
 /// object cannot (deletions, references and partial objects without conditions).
 fn judge(resource: &ManagedResource, signal: Signal, event_time: Option<&str>) -> Judgement {
-    let at = |lifecycle,
-              time: Option<&String>,
-              reason: Option<&String>,
-              message: Option<&String>| Judgement {
+    let at = |lifecycle, time: Option<&String>, reason: Option<&String>, message: Option<&String>| Judgement {
         lifecycle,
         transition_time: time.cloned().or_else(|| event_time.map(str::to_string)),
         reason: reason.cloned(),
         message: message.cloned(),
     };
-    if matches!(signal, Signal::Delete | Signal::Stated(Lifecycle::Deleted))
-        || resource.deletion_timestamp.is_some()
-    {
+    if matches!(signal, Signal::Delete | Signal::Stated(Lifecycle::Deleted)) || resource.deletion_timestamp.is_some() {
         let ready = resource.condition("Ready");
         return at(
             Lifecycle::Deleted,
@@ -354,9 +349,7 @@ fn judge(resource: &ManagedResource, signal: Signal, event_time: Option<&str>) -
 fn api_version(value: &Value) -> Result<(String, String), IntakeError> {
     let api_version = required_str(value, "apiVersion")?;
     Ok(match api_version.split_once('/') {
-        Some((group, version)) if !group.is_empty() && !version.is_empty() => {
-            (group.to_string(), version.to_string())
-        }
+        Some((group, version)) if !group.is_empty() && !version.is_empty() => (group.to_string(), version.to_string()),
         None => (String::new(), api_version.to_string()),
         Some(_) => {
             return Err(IntakeError::new(
@@ -477,10 +470,7 @@ mod tests {
             e.resource.subject(),
             "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/orders-db"
         );
-        assert_eq!(
-            e.resource.crossplane_kind_tag(),
-            "instance.rds.aws.m.upbound.io"
-        );
+        assert_eq!(e.resource.crossplane_kind_tag(), "instance.rds.aws.m.upbound.io");
     }
 
     #[test]
@@ -522,29 +512,18 @@ mod tests {
 
     #[test]
     fn no_conditions_means_observed_for_objects_without_status() {
-        let e = event(
-            Signal::Upsert,
-            instance(json!([{"type":"Synced","status":"True"}])),
-        )
-        .unwrap();
+        let e = event(Signal::Upsert, instance(json!([{"type":"Synced","status":"True"}]))).unwrap();
         assert_eq!(e.lifecycle, Lifecycle::Observed);
     }
 
     #[test]
     fn references_take_the_stated_lifecycle() {
-        let reference =
-            json!({"apiVersion":"rds.aws.upbound.io/v1beta3","kind":"Instance","name":"db"});
+        let reference = json!({"apiVersion":"rds.aws.upbound.io/v1beta3","kind":"Instance","name":"db"});
         let e = event(Signal::Stated(Lifecycle::Ready), reference.clone()).unwrap();
         assert_eq!(e.lifecycle, Lifecycle::Ready);
         assert_eq!(e.transition_time.as_deref(), Some("2026-01-01T00:00:00Z"));
-        assert_eq!(
-            e.resource.subject(),
-            "/apis/rds.aws.upbound.io/v1beta3/instances/db"
-        );
-        assert_eq!(
-            event(Signal::Upsert, reference).unwrap().lifecycle,
-            Lifecycle::Updated
-        );
+        assert_eq!(e.resource.subject(), "/apis/rds.aws.upbound.io/v1beta3/instances/db");
+        assert_eq!(event(Signal::Upsert, reference).unwrap().lifecycle, Lifecycle::Updated);
     }
 
     #[test]
@@ -552,26 +531,17 @@ mod tests {
         let mut object = instance(ready_true());
         object["metadata"]["annotations"] = json!({});
         let e = event(Signal::Upsert, object).unwrap();
-        assert_eq!(
-            e.resource.external_name.as_deref(),
-            Some("ignored-when-annotated")
-        );
+        assert_eq!(e.resource.external_name.as_deref(), Some("ignored-when-annotated"));
     }
 
     #[test]
     fn bad_objects_name_the_field() {
         let mut object = instance(ready_true());
         object["metadata"]["name"] = json!("");
-        assert_eq!(
-            event(Signal::Upsert, object).unwrap_err().at,
-            "data.metadata.name"
-        );
+        assert_eq!(event(Signal::Upsert, object).unwrap_err().at, "data.metadata.name");
         let mut object = instance(ready_true());
         object["metadata"]["labels"] = json!({"a": 1});
-        assert_eq!(
-            event(Signal::Upsert, object).unwrap_err().at,
-            "data.metadata.labels.a"
-        );
+        assert_eq!(event(Signal::Upsert, object).unwrap_err().at, "data.metadata.labels.a");
         let mut object = instance(ready_true());
         object["status"]["conditions"] = json!([{"status":"True"}]);
         assert_eq!(
@@ -579,9 +549,7 @@ mod tests {
             "data.status.conditions[0]"
         );
         assert_eq!(
-            event(Signal::Upsert, json!({"kind":"Instance"}))
-                .unwrap_err()
-                .at,
+            event(Signal::Upsert, json!({"kind":"Instance"})).unwrap_err().at,
             "data.apiVersion"
         );
     }
@@ -591,9 +559,7 @@ mod tests {
         let err = ResourceEvent::from_profile(ProfileEvent {
             id: "e".into(),
             source: "s".into(),
-            subject: Some(
-                "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/other".into(),
-            ),
+            subject: Some("/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/other".into()),
             time: None,
             signal: Signal::Upsert,
             data: instance(ready_true()),
@@ -607,9 +573,6 @@ mod tests {
         for l in Lifecycle::ALL {
             assert_eq!(Lifecycle::from_event_type(&l.event_type()), Some(l));
         }
-        assert_eq!(
-            Lifecycle::from_event_type("io.crossplane.managed.exploded"),
-            None
-        );
+        assert_eq!(Lifecycle::from_event_type("io.crossplane.managed.exploded"), None);
     }
 }

@@ -70,14 +70,13 @@ impl<'a> Arn<'a> {
             parts.next()?,
             parts.next()?,
         );
-        (prefix == "arn" && !partition.is_empty() && !service.is_empty() && !resource.is_empty())
-            .then_some(Arn {
-                partition,
-                service,
-                region,
-                account,
-                resource,
-            })
+        (prefix == "arn" && !partition.is_empty() && !service.is_empty() && !resource.is_empty()).then_some(Arn {
+            partition,
+            service,
+            region,
+            account,
+            resource,
+        })
     }
 }
 
@@ -119,9 +118,7 @@ pub fn arn_of(resource: &ManagedResource, scope: &Scope) -> Option<String> {
 }
 
 fn sqs_url_parts(url: &str) -> Option<(&str, &str)> {
-    let path = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
+    let path = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
     let mut segments = path.split('/').skip(1);
     Some((segments.next()?, segments.next()?))
 }
@@ -154,12 +151,7 @@ impl Guard {
     }
 
     /// Refuses an ARN outside the allowed accounts and regions, saying why.
-    pub fn check(
-        &self,
-        arn: &str,
-        resource_region: Option<&str>,
-        scope: &Scope,
-    ) -> Result<(), String> {
+    pub fn check(&self, arn: &str, resource_region: Option<&str>, scope: &Scope) -> Result<(), String> {
         let parsed = Arn::parse(arn).ok_or_else(|| format!("{arn:?} is not an ARN"))?;
         if !parsed.account.is_empty() {
             let allowed = if self.allowed_accounts.is_empty() {
@@ -174,16 +166,12 @@ impl Guard {
                 ));
             }
         }
-        let region = Some(parsed.region)
-            .filter(|r| !r.is_empty())
-            .or(resource_region);
+        let region = Some(parsed.region).filter(|r| !r.is_empty()).or(resource_region);
         if let Some(region) = region
             && !self.allowed_regions.is_empty()
             && !self.allowed_regions.iter().any(|r| r == region)
         {
-            return Err(format!(
-                "region {region} is not one this function may act on"
-            ));
+            return Err(format!("region {region} is not one this function may act on"));
         }
         Ok(())
     }
@@ -232,9 +220,10 @@ pub async fn resolve(
             guard
                 .check(&arn, resource.region.as_deref(), scope)
                 .map_err(Unresolved::Refused)?;
-            let tags = reader.tags_of(&arn).await?.ok_or_else(|| {
-                Unresolved::NotFound(format!("{arn} does not exist (or carries no tags)"))
-            })?;
+            let tags = reader
+                .tags_of(&arn)
+                .await?
+                .ok_or_else(|| Unresolved::NotFound(format!("{arn} does not exist (or carries no tags)")))?;
             (arn, tags)
         }
         None => {
@@ -245,13 +234,8 @@ pub async fn resolve(
             (arn, tags)
         }
     };
-    let resource = check_managed(resource, &tags)
-        .map_err(|why| Unresolved::Refused(format!("{arn}: {why}")))?;
-    Ok(Resolved {
-        arn,
-        tags,
-        resource,
-    })
+    let resource = check_managed(resource, &tags).map_err(|why| Unresolved::Refused(format!("{arn}: {why}")))?;
+    Ok(Resolved { arn, tags, resource })
 }
 
 async fn find_by_crossplane_tags(
@@ -265,10 +249,7 @@ async fn find_by_crossplane_tags(
         ))
     })?;
     let kind_tag = resource.crossplane_kind_tag();
-    let mut filters = vec![
-        (TAG_KIND, kind_tag.as_str()),
-        (TAG_NAME, resource.name.as_str()),
-    ];
+    let mut filters = vec![(TAG_KIND, kind_tag.as_str()), (TAG_NAME, resource.name.as_str())];
     if let Some(namespace) = &resource.namespace {
         filters.push((TAG_NAMESPACE, namespace.as_str()));
     }
@@ -283,11 +264,7 @@ async fn find_by_crossplane_tags(
         n => Err(Unresolved::Ambiguous(format!(
             "{n} resources carry the Crossplane tags of {}: {}",
             resource.display_name(),
-            found
-                .iter()
-                .map(|(arn, _)| arn.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            found.iter().map(|(arn, _)| arn.as_str()).collect::<Vec<_>>().join(", ")
         ))),
     }
 }
@@ -341,12 +318,7 @@ mod tests {
         }
     }
 
-    fn resource(
-        api_version: &str,
-        kind: &str,
-        name: &str,
-        for_provider: serde_json::Value,
-    ) -> ManagedResource {
+    fn resource(api_version: &str, kind: &str, name: &str, for_provider: serde_json::Value) -> ManagedResource {
         let mut object = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": {"forProvider": for_provider}});
         if api_version.contains(".m.") {
             object["metadata"]["namespace"] = json!("team-a");
@@ -420,11 +392,7 @@ mod tests {
         ];
         for (api_version, kind, for_provider, expected) in cases {
             let r = resource(api_version, kind, "mr-name", for_provider);
-            assert_eq!(
-                arn_of(&r, &scope()).as_deref(),
-                Some(expected),
-                "{api_version} {kind}"
-            );
+            assert_eq!(arn_of(&r, &scope()).as_deref(), Some(expected), "{api_version} {kind}");
         }
     }
 
@@ -447,13 +415,8 @@ mod tests {
             "s",
             json!({"region": "eu-west-1"}),
         );
-        assert_eq!(
-            arn_of(&secret, &scope()),
-            None,
-            "a secret's ARN cannot be built"
-        );
-        secret.external_name =
-            Some("arn:aws:secretsmanager:eu-west-1:111122223333:secret:db-AbCdEf".into());
+        assert_eq!(arn_of(&secret, &scope()), None, "a secret's ARN cannot be built");
+        secret.external_name = Some("arn:aws:secretsmanager:eu-west-1:111122223333:secret:db-AbCdEf".into());
         assert_eq!(arn_of(&secret, &scope()), secret.external_name);
         let mut with_status = resource("rds.aws.m.upbound.io/v1beta1", "Instance", "x", json!({}));
         with_status.arn = Some("arn:aws:rds:eu-west-1:111122223333:db:from-status".into());
@@ -474,8 +437,7 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("999999999999"));
         assert!(
-            own.check("arn:aws:s3:::bucket", Some("eu-west-1"), &scope())
-                .is_ok(),
+            own.check("arn:aws:s3:::bucket", Some("eu-west-1"), &scope()).is_ok(),
             "S3 ARNs name no account"
         );
         let listed = Guard {
@@ -511,24 +473,13 @@ mod tests {
 
     impl TagReader for Store {
         async fn tags_of(&self, arn: &str) -> Result<Option<Tags>, AwsError> {
-            Ok(self
-                .0
-                .iter()
-                .find(|(a, _)| a == arn)
-                .map(|(_, t)| t.clone()))
+            Ok(self.0.iter().find(|(a, _)| a == arn).map(|(_, t)| t.clone()))
         }
-        async fn find_by_tags(
-            &self,
-            _: &str,
-            tags: &[(&str, &str)],
-        ) -> Result<Vec<(String, Tags)>, AwsError> {
+        async fn find_by_tags(&self, _: &str, tags: &[(&str, &str)]) -> Result<Vec<(String, Tags)>, AwsError> {
             Ok(self
                 .0
                 .iter()
-                .filter(|(_, t)| {
-                    tags.iter()
-                        .all(|(k, v)| t.get(*k).map(String::as_str) == Some(*v))
-                })
+                .filter(|(_, t)| tags.iter().all(|(k, v)| t.get(*k).map(String::as_str) == Some(*v)))
                 .cloned()
                 .collect())
         }
@@ -555,15 +506,8 @@ mod tests {
     #[tokio::test]
     async fn resolves_built_arns_and_references() {
         let store = Store(vec![(DB.into(), crossplane_tags("orders", "team-a"))]);
-        let built = resource(
-            "rds.aws.m.upbound.io/v1beta1",
-            "Instance",
-            "orders",
-            json!({}),
-        );
-        let resolved = resolve(&built, &scope(), &Guard::default(), &store)
-            .await
-            .unwrap();
+        let built = resource("rds.aws.m.upbound.io/v1beta1", "Instance", "orders", json!({}));
+        let resolved = resolve(&built, &scope(), &Guard::default(), &store).await.unwrap();
         assert_eq!(resolved.arn, DB);
         // A reference has no external name: the built ARN uses the name, and also resolves.
         let resolved = resolve(&reference("orders"), &scope(), &Guard::default(), &store)
@@ -592,32 +536,20 @@ mod tests {
         )
         .unwrap();
         let store = Store(vec![(secret_arn.into(), secret_tags.clone())]);
-        let resolved = resolve(&secret, &scope(), &Guard::default(), &store)
-            .await
-            .unwrap();
+        let resolved = resolve(&secret, &scope(), &Guard::default(), &store).await.unwrap();
         assert_eq!(resolved.arn, secret_arn);
         let twice = Store(vec![
             (secret_arn.into(), secret_tags.clone()),
             (format!("{secret_arn}2"), secret_tags),
         ]);
-        let err = resolve(&secret, &scope(), &Guard::default(), &twice)
-            .await
-            .unwrap_err();
+        let err = resolve(&secret, &scope(), &Guard::default(), &twice).await.unwrap_err();
         assert!(matches!(err, Unresolved::Ambiguous(m) if m.contains("2 resources")));
     }
 
     #[tokio::test]
     async fn refuses_what_crossplane_does_not_manage_as_this_resource() {
-        let built = resource(
-            "rds.aws.m.upbound.io/v1beta1",
-            "Instance",
-            "orders",
-            json!({}),
-        );
-        let unmanaged = Store(vec![(
-            DB.into(),
-            [("team".to_string(), "dba".to_string())].into(),
-        )]);
+        let built = resource("rds.aws.m.upbound.io/v1beta1", "Instance", "orders", json!({}));
+        let unmanaged = Store(vec![(DB.into(), [("team".to_string(), "dba".to_string())].into())]);
         let err = resolve(&built, &scope(), &Guard::default(), &unmanaged)
             .await
             .unwrap_err();
@@ -626,9 +558,7 @@ mod tests {
             "{err:?}"
         );
         let other = Store(vec![(DB.into(), crossplane_tags("orders", "team-b"))]);
-        let err = resolve(&built, &scope(), &Guard::default(), &other)
-            .await
-            .unwrap_err();
+        let err = resolve(&built, &scope(), &Guard::default(), &other).await.unwrap_err();
         assert!(
             matches!(&err, Unresolved::Refused(m) if m.contains("team-b/orders")),
             "{err:?}"
@@ -637,21 +567,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_unverified_identity_is_taken_from_the_live_tags() {
-        let mut from_aws = resource(
-            "rds.aws.m.upbound.io/v1beta1",
-            "Instance",
-            "orders",
-            json!({}),
-        );
+        let mut from_aws = resource("rds.aws.m.upbound.io/v1beta1", "Instance", "orders", json!({}));
         from_aws.identity_verified = false;
         from_aws.namespace = None;
-        let store = Store(vec![(
-            DB.into(),
-            crossplane_tags("orders-db-claim", "team-z"),
-        )]);
-        let resolved = resolve(&from_aws, &scope(), &Guard::default(), &store)
-            .await
-            .unwrap();
+        let store = Store(vec![(DB.into(), crossplane_tags("orders-db-claim", "team-z"))]);
+        let resolved = resolve(&from_aws, &scope(), &Guard::default(), &store).await.unwrap();
         assert_eq!(resolved.resource.name, "orders-db-claim");
         assert_eq!(resolved.resource.namespace.as_deref(), Some("team-z"));
         assert!(resolved.resource.identity_verified);

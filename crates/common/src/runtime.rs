@@ -274,17 +274,10 @@ async fn run_events<H: Handler>(
 }
 
 /// All results, or the error that decides what the caller should do, naming every failed event.
-fn collect(
-    results: Vec<Result<EventResult, (String, HandlerError)>>,
-) -> Result<Vec<EventResult>, HandlerError> {
+fn collect(results: Vec<Result<EventResult, (String, HandlerError)>>) -> Result<Vec<EventResult>, HandlerError> {
     let (ok, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
     let failed: Vec<(String, HandlerError)> = failed.into_iter().filter_map(Result::err).collect();
-    let Some(worst) = failed
-        .iter()
-        .map(|(_, e)| e)
-        .max_by_key(|e| e.severity())
-        .cloned()
-    else {
+    let Some(worst) = failed.iter().map(|(_, e)| e).max_by_key(|e| e.severity()).cloned() else {
         return Ok(ok.into_iter().filter_map(Result::ok).collect());
     };
     if failed.len() == 1 {

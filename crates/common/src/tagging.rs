@@ -10,15 +10,18 @@ use aws_sdk_resourcegroupstagging::types::{ResourceTagMapping, TagFilter};
 use crate::aws::AwsError;
 use crate::resolve::{Arn, TagReader, Tags};
 
-/// [`TagReader`] over `ResourceGroupsTaggingAPI.GetResources`.
+/// [`TagReader`] over the Resource Groups Tagging API (`GetResources`), with RDS's own
+/// `ListTagsForResource` for RDS ARNs: exact, and a real existence check (the tagging API can
+/// list a resource for a while after it is gone).
 #[derive(Debug, Clone)]
 pub struct TaggingApi {
     client: TaggingClient,
+    rds: RdsClient,
 }
 
 impl TaggingApi {
-    pub fn new(client: TaggingClient) -> Self {
-        Self { client }
+    pub fn new(client: TaggingClient, rds: RdsClient) -> Self {
+        Self { client, rds }
     }
 
     pub fn client(&self) -> &TaggingClient {
@@ -36,36 +39,61 @@ fn tags_of_mapping(mapping: &ResourceTagMapping) -> Tags {
 
 impl TagReader for TaggingApi {
     async fn tags_of(&self, arn: &str) -> Result<Option<Tags>, AwsError> {
-        let output = self
-            .client
-            .get_resources()
-            .resource_arn_list(arn)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetResources", &e))?;
-        // Match the ARN ourselves: a resource AWS did not return does not exist (or has no tags).
-        Ok(output
-            .resource_tag_mapping_list()
-            .iter()
-            .find(|m| m.resource_arn() == Some(arn))
-            .map(tags_of_mapping))
+        if Arn::parse(arn).is_some_and(|a| a.service == "rds") {
+            return match self.rds.list_tags_for_resource().resource_name(arn).send().await {
+                // As with GetResources, no tags at all reads as "not there": Crossplane tags
+                // everything it manages.
+                Ok(output) => Ok(Some(
+                    output
+                        .tag_list()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+                        .collect::<Tags>(),
+                )
+                .filter(|tags| !tags.is_empty())),
+                Err(e) => {
+                    let error = AwsError::from_sdk("ListTagsForResource", &e);
+                    if crate::rds::NOT_FOUND.iter().any(|code| error.is_code(code)) {
+                        Ok(None)
+                    } else {
+                        Err(error)
+                    }
+                }
+            };
+        }
+        let mut token: Option<String> = None;
+        loop {
+            let output = self
+                .client
+                .get_resources()
+                .resource_arn_list(arn)
+                .set_pagination_token(token.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("GetResources", &e))?;
+            // Match the ARN ourselves (and follow pages: some implementations ignore the list).
+            // A resource AWS did not return does not exist, or carries no tags at all.
+            if let Some(mapping) = output
+                .resource_tag_mapping_list()
+                .iter()
+                .find(|m| m.resource_arn() == Some(arn))
+            {
+                return Ok(Some(tags_of_mapping(mapping)));
+            }
+            match output.pagination_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                _ => return Ok(None),
+            }
+        }
     }
 
-    async fn find_by_tags(
-        &self,
-        resource_type: &str,
-        tags: &[(&str, &str)],
-    ) -> Result<Vec<(String, Tags)>, AwsError> {
+    async fn find_by_tags(&self, resource_type: &str, tags: &[(&str, &str)]) -> Result<Vec<(String, Tags)>, AwsError> {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut request = self
-                .client
-                .get_resources()
-                .resource_type_filters(resource_type);
+            let mut request = self.client.get_resources().resource_type_filters(resource_type);
             for (key, value) in tags {
-                request =
-                    request.tag_filters(TagFilter::builder().key(*key).values(*value).build());
+                request = request.tag_filters(TagFilter::builder().key(*key).values(*value).build());
             }
             let output = request
                 .set_pagination_token(token.take())
@@ -113,67 +141,11 @@ impl RdsLiveCheck {
     }
 }
 
-const GOING_AWAY: &[&str] = &[
-    "deleting",
-    "deleted",
-    "failed",
-    "incompatible-restore",
-    "inaccessible-encryption-credentials",
-];
-
 impl LiveCheck for RdsLiveCheck {
     async fn is_live(&self, arn: &str) -> Result<Option<bool>, AwsError> {
-        let Some(parsed) = Arn::parse(arn).filter(|a| a.service == "rds") else {
+        if Arn::parse(arn).is_none_or(|a| a.service != "rds") {
             return Ok(None);
-        };
-        if parsed.resource.starts_with("db:") {
-            let result = self
-                .client
-                .describe_db_instances()
-                .db_instance_identifier(arn)
-                .send()
-                .await;
-            return match result {
-                Ok(out) => Ok(Some(out.db_instances().iter().any(|db| {
-                    db.db_instance_status()
-                        .is_some_and(|s| !GOING_AWAY.contains(&s))
-                }))),
-                Err(e) => {
-                    let error = AwsError::from_sdk("DescribeDBInstances", &e);
-                    if error.is_code("DBInstanceNotFound")
-                        || error.is_code("DBInstanceNotFoundFault")
-                    {
-                        Ok(Some(false))
-                    } else {
-                        Err(error)
-                    }
-                }
-            };
         }
-        if parsed.resource.starts_with("cluster:") {
-            let result = self
-                .client
-                .describe_db_clusters()
-                .db_cluster_identifier(arn)
-                .send()
-                .await;
-            return match result {
-                Ok(out) => {
-                    Ok(Some(out.db_clusters().iter().any(|c| {
-                        c.status().is_some_and(|s| !GOING_AWAY.contains(&s))
-                    })))
-                }
-                Err(e) => {
-                    let error = AwsError::from_sdk("DescribeDBClusters", &e);
-                    if error.is_code("DBClusterNotFoundFault") || error.is_code("DBClusterNotFound")
-                    {
-                        Ok(Some(false))
-                    } else {
-                        Err(error)
-                    }
-                }
-            };
-        }
-        Ok(None)
+        Ok(Some(crate::rds::describe(&self.client, arn).await?.is_some()))
     }
 }

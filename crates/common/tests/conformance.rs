@@ -7,10 +7,7 @@ use common::cloudevent::{parse_batch, parse_event};
 use serde_json::Value;
 
 fn cases(file: &str) -> Vec<(String, Value)> {
-    let path = format!(
-        "{}/tests/data/cloudevents-json/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/data/cloudevents-json/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let doc: Value = serde_json::from_str(&text).unwrap();
     doc["tests"]
@@ -40,10 +37,7 @@ fn every_invalid_event_is_rejected() {
     assert_eq!(cases.len(), 25);
     for (id, event) in cases {
         let err = parse_event(&event).expect_err(&format!("{id} was accepted"));
-        assert!(
-            !err.at.is_empty() && !err.reason.is_empty(),
-            "{id}: {err:?}"
-        );
+        assert!(!err.at.is_empty() && !err.reason.is_empty(), "{id}: {err:?}");
     }
 }
 
@@ -64,10 +58,7 @@ fn every_invalid_batch_is_rejected() {
     assert_eq!(cases.len(), 3);
     for (id, batch) in cases {
         let err = parse_batch(&batch).expect_err(&format!("{id} was accepted"));
-        assert!(
-            err.at.starts_with('['),
-            "{id}: the error names the member: {err:?}"
-        );
+        assert!(err.at.starts_with('['), "{id}: the error names the member: {err:?}");
     }
 }
 

@@ -7,8 +7,7 @@ use common::{IntakeError, ResourceEvent};
 
 const ARN: &str = "arn:aws:rds:us-east-1:123456789012:db:orders-db";
 const READY_AT: &str = "2026-11-20T09:14:07Z";
-const NAMESPACED_SUBJECT: &str =
-    "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/orders-db";
+const NAMESPACED_SUBJECT: &str = "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/orders-db";
 
 fn sample(name: &str) -> Vec<u8> {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -40,10 +39,7 @@ fn our_profile_in_both_api_groups() {
     assert_eq!(e.resource.subject(), NAMESPACED_SUBJECT);
     assert_eq!(e.resource.arn.as_deref(), Some(ARN));
     assert_eq!(e.resource.namespace.as_deref(), Some("team-a"));
-    assert_eq!(
-        e.resource.uid.as_deref(),
-        Some("0b6f7c1e-5d2a-4c5e-9a51-2f8e3c4d7a10")
-    );
+    assert_eq!(e.resource.uid.as_deref(), Some("0b6f7c1e-5d2a-4c5e-9a51-2f8e3c4d7a10"));
 
     let e = one("ready.cluster-scoped.json");
     assert_eq!(e.lifecycle, Lifecycle::Ready);
@@ -86,11 +82,7 @@ fn crossplane_invocation_input() {
     let e = one("invocation.create.json");
     assert_eq!(e.lifecycle, Lifecycle::Ready);
     let e = one("invocation.delete.json");
-    assert_eq!(
-        e.lifecycle,
-        Lifecycle::Deleted,
-        "tf.action=delete means deleted"
-    );
+    assert_eq!(e.lifecycle, Lifecycle::Deleted, "tf.action=delete means deleted");
 }
 
 #[test]
@@ -168,16 +160,10 @@ fn sqs_records_each_on_their_own() {
         .collect();
     assert_eq!(
         lifecycles,
-        [
-            Lifecycle::Ready,
-            Lifecycle::Ready,
-            Lifecycle::Ready,
-            Lifecycle::Updated
-        ]
+        [Lifecycle::Ready, Lifecycle::Ready, Lifecycle::Ready, Lifecycle::Updated]
     );
 
-    let Ok(Intake::Sqs(records)) = read_payload(&sample("sqs.batch-with-invalid-record.json"))
-    else {
+    let Ok(Intake::Sqs(records)) = read_payload(&sample("sqs.batch-with-invalid-record.json")) else {
         panic!()
     };
     assert!(records[0].events.is_ok() && records[1].events.is_ok());
@@ -198,8 +184,7 @@ fn function_url_binary_mode() {
 
 #[test]
 fn function_url_errors_stay_with_the_request() {
-    let mut request: serde_json::Value =
-        serde_json::from_slice(&sample("function-url.binary.json")).unwrap();
+    let mut request: serde_json::Value = serde_json::from_slice(&sample("function-url.binary.json")).unwrap();
     request["headers"]["ce-id"] = "".into();
     let Ok(Intake::Http(Err(e))) = read_payload(request.to_string().as_bytes()) else {
         panic!()
@@ -214,21 +199,11 @@ fn function_url_errors_stay_with_the_request() {
 
 #[test]
 fn invalid_inputs_say_what_is_wrong() {
-    assert!(
-        invalid("invalid/not-json.txt")
-            .reason
-            .starts_with("not valid JSON")
-    );
+    assert!(invalid("invalid/not-json.txt").reason.starts_with("not valid JSON"));
     assert_eq!(invalid("invalid/empty-id.json").at, "id");
     assert_eq!(invalid("invalid/subject-mismatch.json").at, "subject");
-    assert_eq!(
-        invalid("invalid/capitalised-extension.json").at,
-        "MyExtension"
-    );
-    assert_eq!(
-        invalid("invalid/object-without-name.json").at,
-        "data.metadata.name"
-    );
+    assert_eq!(invalid("invalid/capitalised-extension.json").at, "MyExtension");
+    assert_eq!(invalid("invalid/object-without-name.json").at, "data.metadata.name");
 }
 
 #[test]
@@ -337,9 +312,7 @@ fn rds_cluster_events_and_other_event_ids() {
 
 #[test]
 fn argo_update_without_a_new_transition_is_an_update() {
-    let events = modified("argo-events.update.json", |v| {
-        v["oldBody"] = v["body"].clone()
-    });
+    let events = modified("argo-events.update.json", |v| v["oldBody"] = v["body"].clone());
     assert_eq!(events[0].lifecycle, Lifecycle::Updated);
     assert_eq!(events[0].transition_time.as_deref(), Some(READY_AT));
 }
@@ -350,9 +323,7 @@ fn kubernetes_events_that_are_not_transitions_are_observed() {
         v["reason"] = "ComposeResources".into()
     });
     assert_eq!(events[0].lifecycle, Lifecycle::Observed);
-    let normal_cannot = modified("k8s-event-exporter.cannot-update.json", |v| {
-        v["type"] = "Normal".into()
-    });
+    let normal_cannot = modified("k8s-event-exporter.cannot-update.json", |v| v["type"] = "Normal".into());
     assert_eq!(
         normal_cannot[0].lifecycle,
         Lifecycle::Observed,
@@ -362,14 +333,11 @@ fn kubernetes_events_that_are_not_transitions_are_observed() {
 
 #[test]
 fn structured_http_and_sns_in_sqs() {
-    let mut request: serde_json::Value =
-        serde_json::from_slice(&sample("function-url.binary.json")).unwrap();
+    let mut request: serde_json::Value = serde_json::from_slice(&sample("function-url.binary.json")).unwrap();
     let headers = request["headers"].as_object_mut().unwrap();
     headers.retain(|k, _| !k.starts_with("ce-"));
     headers.insert("content-type".into(), "application/cloudevents+json".into());
-    request["body"] = String::from_utf8(sample("ready.namespaced.json"))
-        .unwrap()
-        .into();
+    request["body"] = String::from_utf8(sample("ready.namespaced.json")).unwrap().into();
     request["isBase64Encoded"] = false.into();
     let Ok(Intake::Http(Ok(events))) = read_payload(request.to_string().as_bytes()) else {
         panic!()
@@ -381,8 +349,5 @@ fn structured_http_and_sns_in_sqs() {
     let Ok(Intake::Sqs(records)) = read_payload(sqs.to_string().as_bytes()) else {
         panic!()
     };
-    assert_eq!(
-        records[0].events.as_ref().unwrap()[0].lifecycle,
-        Lifecycle::Ready
-    );
+    assert_eq!(records[0].events.as_ref().unwrap()[0].lifecycle, Lifecycle::Ready);
 }

@@ -71,22 +71,16 @@ async fn direct_invocation_returns_results() {
 
 #[tokio::test]
 async fn a_batch_reports_the_error_that_decides_and_names_every_failed_event() {
-    let err = call(&json!([
-        with_id("e-ok"),
-        with_id("e-perm"),
-        with_id("e-retry")
-    ]))
-    .await
-    .unwrap_err();
+    let err = call(&json!([with_id("e-ok"), with_id("e-perm"), with_id("e-retry")]))
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type(), "RetryableFailure");
     let message = err.message();
     assert!(
         message.contains("event e-perm") && message.contains("event e-retry"),
         "{message}"
     );
-    let err = call(&json!([with_id("e-ok"), with_id("e-perm")]))
-        .await
-        .unwrap_err();
+    let err = call(&json!([with_id("e-ok"), with_id("e-perm")])).await.unwrap_err();
     assert_eq!(err.error_type(), "PermanentFailure");
 }
 
@@ -105,10 +99,7 @@ async fn sqs_reports_only_failed_records() {
         json!({"batchItemFailures": [{"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}, {"itemIdentifier": "m4"}]})
     );
     let clean = json!({"Records": [record("m1", &with_id("e-ok"))]});
-    assert_eq!(
-        call(&clean).await.unwrap(),
-        json!({"batchItemFailures": []})
-    );
+    assert_eq!(call(&clean).await.unwrap(), json!({"batchItemFailures": []}));
 }
 
 #[tokio::test]
@@ -130,10 +121,7 @@ async fn function_url_status_codes() {
     let body: Value = serde_json::from_str(bad["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["errorType"], "InvalidEvent");
     assert!(
-        body["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("headers.ce-type"),
+        body["errorMessage"].as_str().unwrap().contains("headers.ce-type"),
         "{body}"
     );
 }
@@ -144,11 +132,7 @@ async fn invalid_input_is_an_invalid_event_error() {
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), "InvalidEvent");
-    assert!(
-        err.message().starts_with("$: not valid JSON"),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().starts_with("$: not valid JSON"), "{}", err.message());
 }
 
 #[derive(Clone, Default)]
@@ -169,19 +153,12 @@ async fn one_json_log_line_per_decision_with_event_and_resource() {
     let captured = Captured::default();
     let writer = captured.clone();
     common::logging::init_with_writer(move || writer.clone());
-    call(&json!([with_id("log-e1"), with_id("log-e2")]))
-        .await
-        .unwrap();
+    call(&json!([with_id("log-e1"), with_id("log-e2")])).await.unwrap();
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let decisions: Vec<Value> = text
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l)
-                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
-        })
-        .filter(|l| {
-            l["message"] == "decision" && l["event"].as_str().is_some_and(|e| e.starts_with("log-"))
-        })
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .filter(|l| l["message"] == "decision" && l["event"].as_str().is_some_and(|e| e.starts_with("log-")))
         .collect();
     assert_eq!(decisions.len(), 2, "{text}");
     for d in &decisions {

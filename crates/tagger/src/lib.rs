@@ -40,9 +40,7 @@ pub struct Settings {
 impl Settings {
     pub fn from_env() -> Self {
         Settings {
-            policy_parameter: std::env::var("TAG_POLICY_PARAMETER")
-                .ok()
-                .filter(|p| !p.is_empty()),
+            policy_parameter: std::env::var("TAG_POLICY_PARAMETER").ok().filter(|p| !p.is_empty()),
             policy_ttl: Duration::from_secs(
                 std::env::var("TAG_POLICY_TTL_SECONDS")
                     .ok()
@@ -65,11 +63,7 @@ pub struct Tagger<T, L> {
 
 impl Tagger<TaggingApi, RdsLiveCheck> {
     /// Builds the SDK clients once (cold start). `counter`, when given, counts every AWS call.
-    pub fn from_sdk_config(
-        sdk: &SdkConfig,
-        settings: Settings,
-        counter: Option<&CallCounter>,
-    ) -> Self {
+    pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Self {
         let mut tagging = aws_sdk_resourcegroupstagging::config::Builder::from(sdk);
         let mut rds = aws_sdk_rds::config::Builder::from(sdk);
         let mut ssm = aws_sdk_ssm::config::Builder::from(sdk);
@@ -85,11 +79,11 @@ impl Tagger<TaggingApi, RdsLiveCheck> {
             },
             None => PolicySource::Fixed(TagPolicy::default()),
         };
+        let rds = aws_sdk_rds::Client::from_conf(rds.build());
+        let tagging = aws_sdk_resourcegroupstagging::Client::from_conf(tagging.build());
         Tagger::new(
-            TaggingApi::new(aws_sdk_resourcegroupstagging::Client::from_conf(
-                tagging.build(),
-            )),
-            RdsLiveCheck::new(aws_sdk_rds::Client::from_conf(rds.build())),
+            TaggingApi::new(tagging, rds.clone()),
+            RdsLiveCheck::new(rds),
             CachedPolicy::new(source, settings.policy_ttl),
             settings.guard,
         )
@@ -112,19 +106,11 @@ impl<T: TagReader + TagWriter, L: LiveCheck> Tagger<T, L> {
         self
     }
 
-    async fn tag(
-        &self,
-        event: &ResourceEvent,
-        invocation: &Invocation,
-    ) -> Result<Outcome, HandlerError> {
+    async fn tag(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
         match event.lifecycle {
             Lifecycle::Ready | Lifecycle::Updated => {}
             Lifecycle::Deleted => {
-                return Ok(Outcome::new(
-                    OutcomeKind::Skipped,
-                    None,
-                    "deleted: nothing to tag",
-                ));
+                return Ok(Outcome::new(OutcomeKind::Skipped, None, "deleted: nothing to tag"));
             }
             Lifecycle::Failed => {
                 return Ok(Outcome::new(
@@ -141,32 +127,24 @@ impl<T: TagReader + TagWriter, L: LiveCheck> Tagger<T, L> {
                 ));
             }
         }
-        let resolved =
-            match resolve::resolve(&event.resource, &invocation.scope, &self.guard, &self.tags)
-                .await
-            {
-                Ok(resolved) => resolved,
-                Err(Unresolved::NotFound(why)) => {
-                    return Ok(Outcome::new(OutcomeKind::Skipped, None, why));
-                }
-                Err(Unresolved::Refused(why)) => {
-                    return Ok(Outcome::new(OutcomeKind::Refused, None, why));
-                }
-                Err(Unresolved::Ambiguous(why)) => return Err(HandlerError::Permanent(why)),
-                Err(Unresolved::Aws(e)) => return Err(e.into()),
-            };
+        let resolved = match resolve::resolve(&event.resource, &invocation.scope, &self.guard, &self.tags).await {
+            Ok(resolved) => resolved,
+            Err(Unresolved::NotFound(why)) => {
+                return Ok(Outcome::new(OutcomeKind::Skipped, None, why));
+            }
+            Err(Unresolved::Refused(why)) => {
+                return Ok(Outcome::new(OutcomeKind::Refused, None, why));
+            }
+            Err(Unresolved::Ambiguous(why)) => return Err(HandlerError::Permanent(why)),
+            Err(Unresolved::Aws(e)) => return Err(e.into()),
+        };
         let arn = resolved.arn.as_str();
         let policy = self.policy.get().await?;
-        let plan = plan::plan(arn, &resolved.resource, &resolved.tags, &policy)
-            .map_err(HandlerError::Permanent)?;
+        let plan = plan::plan(arn, &resolved.resource, &resolved.tags, &policy).map_err(HandlerError::Permanent)?;
         let dropped = if plan.dropped.is_empty() {
             String::new()
         } else {
-            format!(
-                "; left out {}: {}",
-                plan.dropped.len(),
-                plan.dropped.join("; ")
-            )
+            format!("; left out {}: {}", plan.dropped.len(), plan.dropped.join("; "))
         };
         if plan.to_set.is_empty() {
             let detail = format!("all {} desired tags already set{dropped}", plan.already);
@@ -180,14 +158,7 @@ impl<T: TagReader + TagWriter, L: LiveCheck> Tagger<T, L> {
             ));
         }
         let arns = [resolved.arn.clone()];
-        write::write_tags(
-            &self.tags,
-            &arns,
-            &plan.to_set,
-            self.backoff,
-            invocation.deadline,
-        )
-        .await?;
+        write::write_tags(&self.tags, &arns, &plan.to_set, self.backoff, invocation.deadline).await?;
         let keys = plan.to_set.keys().cloned().collect::<Vec<_>>().join(", ");
         let detail = format!(
             "set {} tags ({keys}), {} already set{dropped}",
@@ -207,11 +178,7 @@ where
         NAME
     }
 
-    async fn handle(
-        &self,
-        event: &ResourceEvent,
-        invocation: &Invocation,
-    ) -> Result<Outcome, HandlerError> {
+    async fn handle(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
         self.tag(event, invocation).await
     }
 }

@@ -58,12 +58,7 @@ pub fn derived_tags(resource: &ManagedResource, label_prefix: Option<&str>) -> T
 ///
 /// A policy tag that breaks AWS's rules is a configuration error (`Err`); a derived one is
 /// dropped and reported, so one odd label does not block the rest.
-pub fn plan(
-    arn: &str,
-    resource: &ManagedResource,
-    current: &TagSet,
-    policy: &TagPolicy,
-) -> Result<Plan, String> {
+pub fn plan(arn: &str, resource: &ManagedResource, current: &TagSet, policy: &TagPolicy) -> Result<Plan, String> {
     for (key, value) in policy.tags.iter().chain(&policy.defaults) {
         if let Some(why) = rules::violation(arn, key, value) {
             return Err(format!("the tag policy is invalid for {arn}: {why}"));
@@ -129,10 +124,7 @@ mod tests {
     }
 
     fn tags(pairs: &[(&str, &str)]) -> TagSet {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn policy() -> TagPolicy {
@@ -167,10 +159,7 @@ mod tests {
             Some("platform-wins"),
             "policy beats labels"
         );
-        assert_eq!(
-            p.to_set.get("owner").map(String::as_str),
-            Some("platform-team")
-        );
+        assert_eq!(p.to_set.get("owner").map(String::as_str), Some("platform-team"));
         assert!(!p.to_set.contains_key("bad"));
         assert_eq!(p.dropped.len(), 1);
         assert!(p.dropped[0].contains("';'"));
@@ -181,12 +170,7 @@ mod tests {
     fn only_the_difference_is_written_and_defaults_never_overwrite() {
         let first = plan(ARN, &resource(), &TagSet::new(), &policy()).unwrap();
         let mut current = first.to_set.clone();
-        assert!(
-            plan(ARN, &resource(), &current, &policy())
-                .unwrap()
-                .to_set
-                .is_empty()
-        );
+        assert!(plan(ARN, &resource(), &current, &policy()).unwrap().to_set.is_empty());
         current.insert("owner".into(), "someone-else".into());
         current.insert("cost-center".into(), "drifted".into());
         let p = plan(ARN, &resource(), &current, &policy()).unwrap();

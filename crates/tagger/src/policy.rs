@@ -64,17 +64,12 @@ impl PolicySource {
                     .map_err(|e| {
                         let error = AwsError::from_sdk("GetParameter", &e);
                         if error.is_code("ParameterNotFound") {
-                            HandlerError::Permanent(format!(
-                                "tag policy parameter {name} does not exist"
-                            ))
+                            HandlerError::Permanent(format!("tag policy parameter {name} does not exist"))
                         } else {
                             error.into()
                         }
                     })?;
-                let text = output
-                    .parameter()
-                    .and_then(|p| p.value())
-                    .unwrap_or_default();
+                let text = output.parameter().and_then(|p| p.value()).unwrap_or_default();
                 TagPolicy::parse(text, name)
             }
         }
@@ -123,10 +118,7 @@ mod tests {
             "test",
         )
         .unwrap();
-        assert_eq!(
-            p.tags.get("cost-center").map(String::as_str),
-            Some("platform")
-        );
+        assert_eq!(p.tags.get("cost-center").map(String::as_str), Some("platform"));
         assert_eq!(p.label_prefix.as_deref(), Some("tags.example.com/"));
         let e = TagPolicy::parse(r#"{"tagz":{}}"#, "/p").unwrap_err();
         assert!(matches!(e, HandlerError::Permanent(m) if m.contains("/p") && m.contains("tagz")));
@@ -141,10 +133,7 @@ mod tests {
         let cache = CachedPolicy::new(PolicySource::Fixed(fixed), Duration::from_secs(60));
         let first = cache.get().await.unwrap();
         let again = cache.get().await.unwrap();
-        assert!(
-            Arc::ptr_eq(&first, &again),
-            "served from the cache within the TTL"
-        );
+        assert!(Arc::ptr_eq(&first, &again), "served from the cache within the TTL");
         tokio::time::advance(Duration::from_secs(61)).await;
         let later = cache.get().await.unwrap();
         assert!(!Arc::ptr_eq(&first, &later), "reloaded after the TTL");

@@ -41,16 +41,13 @@ pub fn violation(arn: &str, key: &str, value: &str) -> Option<String> {
         return Some(format!("key {key:?} uses the reserved aws: prefix"));
     }
     if is_rds(arn) && has_prefix(key, "rds:") {
-        return Some(format!(
-            "key {key:?} uses the rds: prefix, which RDS reserves"
-        ));
+        return Some(format!("key {key:?} uses the rds: prefix, which RDS reserves"));
     }
     None
 }
 
 fn has_prefix(key: &str, prefix: &str) -> bool {
-    key.get(..prefix.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+    key.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
 
 fn is_rds(arn: &str) -> bool {
@@ -87,25 +84,13 @@ mod tests {
     #[test]
     fn each_rule_is_enforced() {
         assert!(violation(RDS, "", "x").unwrap().contains("1 to 128"));
-        assert!(
-            violation(RDS, &"k".repeat(129), "x")
-                .unwrap()
-                .contains("1 to 128")
-        );
+        assert!(violation(RDS, &"k".repeat(129), "x").unwrap().contains("1 to 128"));
         assert_eq!(violation(RDS, &"k".repeat(128), &"v".repeat(256)), None);
-        assert!(
-            violation(RDS, "k", &"v".repeat(257))
-                .unwrap()
-                .contains("at most 256")
-        );
+        assert!(violation(RDS, "k", &"v".repeat(257)).unwrap().contains("at most 256"));
         assert!(violation(RDS, "bad*key", "x").unwrap().contains("'*'"));
         assert!(violation(RDS, "k", "semi;colon").unwrap().contains("';'"));
         assert!(violation(S3, "AWS:Owner", "x").unwrap().contains("aws:"));
-        assert!(
-            violation(RDS, "RDS:thing", "x")
-                .unwrap()
-                .contains("RDS reserves")
-        );
+        assert!(violation(RDS, "RDS:thing", "x").unwrap().contains("RDS reserves"));
     }
 
     #[test]
@@ -114,17 +99,9 @@ mod tests {
             .map(|i| (format!("k{i}"), "v".into()))
             .chain([("aws:cloudformation:stack".into(), "s".into())])
             .collect();
-        let adding: TagSet = [
-            ("k0".to_string(), "new".to_string()),
-            ("extra".into(), "v".into()),
-        ]
-        .into();
+        let adding: TagSet = [("k0".to_string(), "new".to_string()), ("extra".into(), "v".into())].into();
         assert_eq!(count_after(&current, &adding), 50);
-        let adding: TagSet = [
-            ("extra".to_string(), "v".to_string()),
-            ("extra2".into(), "v".into()),
-        ]
-        .into();
+        let adding: TagSet = [("extra".to_string(), "v".to_string()), ("extra2".into(), "v".into())].into();
         assert_eq!(count_after(&current, &adding), 51);
     }
 }

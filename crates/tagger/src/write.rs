@@ -41,11 +41,7 @@ pub trait TagWriter: Send + Sync {
 }
 
 impl TagWriter for TaggingApi {
-    async fn tag_resources(
-        &self,
-        arns: &[String],
-        tags: &TagSet,
-    ) -> Result<BTreeMap<String, TagFailure>, AwsError> {
+    async fn tag_resources(&self, arns: &[String], tags: &TagSet) -> Result<BTreeMap<String, TagFailure>, AwsError> {
         let output = self
             .client()
             .tag_resources()
@@ -60,10 +56,7 @@ impl TagWriter for TaggingApi {
             .flatten()
             .map(|(arn, info)| {
                 let failure = TagFailure {
-                    code: info
-                        .error_code()
-                        .map(|c| c.as_str().to_string())
-                        .unwrap_or_default(),
+                    code: info.error_code().map(|c| c.as_str().to_string()).unwrap_or_default(),
                     status: Some(info.status_code()).filter(|s| *s != 0),
                     message: info.error_message().unwrap_or_default().to_string(),
                 };
@@ -95,10 +88,7 @@ impl Default for Backoff {
 impl Backoff {
     /// Full jitter: a delay between half and all of the exponential step.
     fn delay(&self, attempt: u32) -> Duration {
-        let step = self
-            .first
-            .saturating_mul(2u32.saturating_pow(attempt))
-            .min(self.max);
+        let step = self.first.saturating_mul(2u32.saturating_pow(attempt)).min(self.max);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -175,11 +165,7 @@ mod tests {
     }
 
     impl TagWriter for Scripted {
-        async fn tag_resources(
-            &self,
-            arns: &[String],
-            _: &TagSet,
-        ) -> Result<BTreeMap<String, TagFailure>, AwsError> {
+        async fn tag_resources(&self, arns: &[String], _: &TagSet) -> Result<BTreeMap<String, TagFailure>, AwsError> {
             self.calls.lock().unwrap().push(arns.to_vec());
             let mut answers = self.answers.lock().unwrap();
             Ok(if answers.is_empty() {
@@ -199,24 +185,16 @@ mod tests {
     }
 
     fn arns(n: usize) -> Vec<String> {
-        (0..n)
-            .map(|i| format!("arn:aws:sqs:us-east-1:1:q{i}"))
-            .collect()
+        (0..n).map(|i| format!("arn:aws:sqs:us-east-1:1:q{i}")).collect()
     }
 
     #[tokio::test(start_paused = true)]
     async fn chunks_of_twenty() {
         let writer = Scripted::new(vec![]);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let calls = write_tags(
-            &writer,
-            &arns(45),
-            &TagSet::new(),
-            Backoff::default(),
-            deadline,
-        )
-        .await
-        .unwrap();
+        let calls = write_tags(&writer, &arns(45), &TagSet::new(), Backoff::default(), deadline)
+            .await
+            .unwrap();
         assert_eq!(calls, 3);
         let sizes: Vec<usize> = writer.calls.lock().unwrap().iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![20, 20, 5]);
@@ -238,16 +216,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn other_failures_are_permanent() {
         let all = arns(1);
-        let writer = Scripted::new(vec![
-            [(all[0].clone(), failure("InvalidParameterException"))].into(),
-        ]);
+        let writer = Scripted::new(vec![[(all[0].clone(), failure("InvalidParameterException"))].into()]);
         let deadline = Instant::now() + Duration::from_secs(10);
         let err = write_tags(&writer, &all, &TagSet::new(), Backoff::default(), deadline)
             .await
             .unwrap_err();
-        assert!(
-            matches!(err, HandlerError::Permanent(m) if m.contains("InvalidParameterException"))
-        );
+        assert!(matches!(err, HandlerError::Permanent(m) if m.contains("InvalidParameterException")));
     }
 
     #[tokio::test(start_paused = true)]
@@ -261,9 +235,6 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, HandlerError::Retryable(m) if m.contains("still throttled")));
         let calls = writer.calls.lock().unwrap().len();
-        assert!(
-            (2..100).contains(&calls),
-            "retried within the time only: {calls} calls"
-        );
+        assert!((2..100).contains(&calls), "retried within the time only: {calls} calls");
     }
 }

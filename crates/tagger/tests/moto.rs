@@ -8,88 +8,16 @@ use std::time::Duration;
 
 use aws_sdk_rds::types::Tag;
 use common::aws::{AwsError, CallCounter};
-use common::resolve::{Guard, Scope, TagReader, Tags};
-use common::runtime::{Invocation, dispatch};
+use common::resolve::{Guard, TagReader, Tags};
+use common::runtime::dispatch;
 use common::tagging::{RdsLiveCheck, TaggingApi};
+use common::testing::{
+    Managed, create_instance, db_arn as arn, invocation, moto_config as sdk, ready_event, sample, sample_bytes,
+};
 use serde_json::{Value, json};
 use tagger::policy::{CachedPolicy, PolicySource};
 use tagger::write::{Backoff, TagFailure, TagWriter};
 use tagger::{Settings, TagSet, Tagger};
-use tokio::time::Instant;
-
-const ACCOUNT: &str = "123456789012";
-const REGION: &str = "us-east-1";
-
-fn arn(id: &str) -> String {
-    format!("arn:aws:rds:{REGION}:{ACCOUNT}:db:{id}")
-}
-
-async fn sdk() -> aws_config::SdkConfig {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| u.starts_with("http://127.0.0.1")),
-        "these tests talk to moto on loopback: run them with `make test`"
-    );
-    common::aws::load_config().await
-}
-
-fn invocation() -> Invocation {
-    Invocation {
-        request_id: "test".into(),
-        scope: Scope {
-            account: ACCOUNT.into(),
-            region: REGION.into(),
-        },
-        deadline: Instant::now() + Duration::from_secs(30),
-    }
-}
-
-/// Which Crossplane tags the provider put on an instance.
-#[derive(Clone, Copy)]
-enum Managed {
-    No,
-    Namespaced,
-    ClusterScoped,
-}
-
-/// Creates an RDS instance as Crossplane's AWS provider would: with its `crossplane-*` tags.
-async fn create_instance(
-    sdk: &aws_config::SdkConfig,
-    id: &str,
-    extra: &[(&str, &str)],
-    managed: Managed,
-) {
-    let rds = aws_sdk_rds::Client::new(sdk);
-    let mut tags: Vec<(&str, &str)> = extra.to_vec();
-    match managed {
-        Managed::No => {}
-        Managed::Namespaced => tags.extend([
-            ("crossplane-kind", "instance.rds.aws.m.upbound.io"),
-            ("crossplane-name", id),
-            ("crossplane-namespace", "team-a"),
-            ("crossplane-providerconfig", "default"),
-        ]),
-        Managed::ClusterScoped => tags.extend([
-            ("crossplane-kind", "instance.rds.aws.upbound.io"),
-            ("crossplane-name", id),
-            ("crossplane-providerconfig", "default"),
-        ]),
-    }
-    rds.create_db_instance()
-        .db_instance_identifier(id)
-        .db_instance_class("db.t4g.micro")
-        .engine("postgres")
-        .master_username("orders_admin")
-        .master_user_password("not-a-real-password-1")
-        .allocated_storage(20)
-        .set_tags(Some(
-            tags.iter()
-                .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-                .collect(),
-        ))
-        .send()
-        .await
-        .expect("create the RDS instance in moto");
-}
 
 async fn live_tags(sdk: &aws_config::SdkConfig, id: &str) -> TagSet {
     let rds = aws_sdk_rds::Client::new(sdk);
@@ -127,25 +55,6 @@ fn policy() -> Value {
            "labelPrefix": "tags.platform.example.com/"})
 }
 
-/// The sample ready event, about the instance `id`.
-fn ready_event(id: &str) -> Value {
-    let path = format!(
-        "{}/../../events/ready.namespaced.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    event["id"] = json!(format!("{id}:3:ready"));
-    event["subject"] = json!(format!(
-        "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/{id}"
-    ));
-    let data = &mut event["data"];
-    data["metadata"]["name"] = json!(id);
-    data["metadata"]["annotations"]["crossplane.io/external-name"] = json!(id);
-    data["spec"]["forProvider"]["identifier"] = json!(id);
-    data["status"]["atProvider"]["arn"] = json!(arn(id));
-    event
-}
-
 async fn tagger_with(
     sdk: &aws_config::SdkConfig,
     parameter: &str,
@@ -167,10 +76,7 @@ async fn run(tagger: &impl common::runtime::Handler, event: &Value) -> Value {
 
 fn outcome(response: &Value) -> (&str, &str) {
     let result = &response["results"][0];
-    (
-        result["outcome"].as_str().unwrap(),
-        result["detail"].as_str().unwrap(),
-    )
+    (result["outcome"].as_str().unwrap(), result["detail"].as_str().unwrap())
 }
 
 fn calls(counter: &CallCounter, operation: &str) -> u64 {
@@ -181,13 +87,7 @@ fn calls(counter: &CallCounter, operation: &str) -> u64 {
 async fn first_event_applies_exactly_the_difference_and_a_replay_writes_nothing() {
     let sdk = sdk().await;
     let id = "tagger-first";
-    create_instance(
-        &sdk,
-        id,
-        &[("cost-center", "platform")],
-        Managed::Namespaced,
-    )
-    .await;
+    create_instance(&sdk, id, &[("cost-center", "platform")], Managed::Namespaced).await;
     put_policy(&sdk, "/tests/tagger-first/policy", policy()).await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/tagger-first/policy", &counter).await;
@@ -211,14 +111,10 @@ async fn first_event_applies_exactly_the_difference_and_a_replay_writes_nothing(
         ("crossplane.io/namespace", "team-a"),
         ("crossplane-kind", "instance.rds.aws.m.upbound.io"),
     ] {
-        assert_eq!(
-            tags.get(key).map(String::as_str),
-            Some(value),
-            "{key} in {tags:?}"
-        );
+        assert_eq!(tags.get(key).map(String::as_str), Some(value), "{key} in {tags:?}");
     }
     // The minimum: read the tags, load the policy, check the instance is live, write once.
-    assert_eq!(calls(&counter, "GetResources"), 1);
+    assert_eq!(calls(&counter, "ListTagsForResource"), 1);
     assert_eq!(calls(&counter, "GetParameter"), 1);
     assert_eq!(calls(&counter, "DescribeDBInstances"), 1);
     assert_eq!(calls(&counter, "TagResources"), 1);
@@ -251,10 +147,7 @@ async fn a_drifted_tag_is_restored_and_a_default_is_never_overwritten() {
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/tagger-drift/policy", &counter).await;
     assert_eq!(outcome(&run(&tagger, &ready_event(id)).await).0, "applied");
-    assert_eq!(
-        live_tag(&sdk, id, "owner").await.as_deref(),
-        Some("payments-team")
-    );
+    assert_eq!(live_tag(&sdk, id, "owner").await.as_deref(), Some("payments-team"));
 
     // Someone changes an enforced tag by hand.
     let rds = aws_sdk_rds::Client::new(&sdk);
@@ -270,10 +163,7 @@ async fn a_drifted_tag_is_restored_and_a_default_is_never_overwritten() {
     assert_eq!(kind, "applied");
     assert!(detail.starts_with("set 1 tags (cost-center)"), "{detail}");
     let tags = live_tags(&sdk, id).await;
-    assert_eq!(
-        tags.get("cost-center").map(String::as_str),
-        Some("platform")
-    );
+    assert_eq!(tags.get("cost-center").map(String::as_str), Some("platform"));
     assert_eq!(
         tags.get("owner").map(String::as_str),
         Some("payments-team"),
@@ -293,31 +183,20 @@ impl TagReader for ThrottleFirst {
     async fn tags_of(&self, arn: &str) -> Result<Option<Tags>, AwsError> {
         self.inner.tags_of(arn).await
     }
-    async fn find_by_tags(
-        &self,
-        ty: &str,
-        tags: &[(&str, &str)],
-    ) -> Result<Vec<(String, Tags)>, AwsError> {
+    async fn find_by_tags(&self, ty: &str, tags: &[(&str, &str)]) -> Result<Vec<(String, Tags)>, AwsError> {
         self.inner.find_by_tags(ty, tags).await
     }
 }
 
 impl TagWriter for ThrottleFirst {
-    async fn tag_resources(
-        &self,
-        arns: &[String],
-        tags: &TagSet,
-    ) -> Result<BTreeMap<String, TagFailure>, AwsError> {
+    async fn tag_resources(&self, arns: &[String], tags: &TagSet) -> Result<BTreeMap<String, TagFailure>, AwsError> {
         if self.writes.fetch_add(1, Ordering::SeqCst) == 0 {
             let throttled = TagFailure {
                 code: "ThrottlingException".into(),
                 status: Some(400),
                 message: "Rate exceeded".into(),
             };
-            return Ok(arns
-                .iter()
-                .map(|a| (a.clone(), throttled.clone()))
-                .collect());
+            return Ok(arns.iter().map(|a| (a.clone(), throttled.clone())).collect());
         }
         self.inner.tag_resources(arns, tags).await
     }
@@ -333,7 +212,10 @@ async fn a_throttled_entry_is_retried() {
         .interceptor(counter.clone())
         .build();
     let writer = ThrottleFirst {
-        inner: TaggingApi::new(aws_sdk_resourcegroupstagging::Client::from_conf(tagging)),
+        inner: TaggingApi::new(
+            aws_sdk_resourcegroupstagging::Client::from_conf(tagging),
+            aws_sdk_rds::Client::new(&sdk),
+        ),
         writes: AtomicU32::new(0),
     };
     let fixed = tagger::policy::TagPolicy::parse(&policy().to_string(), "test").unwrap();
@@ -355,10 +237,7 @@ async fn a_throttled_entry_is_retried() {
         1,
         "the throttled call never reached moto; the retry did"
     );
-    assert_eq!(
-        live_tag(&sdk, id, "cost-center").await.as_deref(),
-        Some("platform")
-    );
+    assert_eq!(live_tag(&sdk, id, "cost-center").await.as_deref(), Some("platform"));
 }
 
 #[tokio::test]
@@ -366,11 +245,7 @@ async fn a_forged_event_for_another_account_is_refused_without_any_call() {
     let sdk = sdk().await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/unused", &counter).await;
-    let path = format!(
-        "{}/../../events/forged.other-account.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let event = sample("forged.other-account.json");
     let response = run(&tagger, &event).await;
     let (kind, detail) = outcome(&response);
     assert_eq!(kind, "refused");
@@ -446,10 +321,7 @@ async fn a_reference_is_resolved_by_crossplane_tags() {
     let response = run(&tagger, &event).await;
     assert_eq!(outcome(&response).0, "applied", "{response}");
     assert_eq!(response["results"][0]["resource"], json!(arn(id)));
-    assert_eq!(
-        live_tag(&sdk, id, "cost-center").await.as_deref(),
-        Some("platform")
-    );
+    assert_eq!(live_tag(&sdk, id, "cost-center").await.as_deref(), Some("platform"));
 }
 
 #[tokio::test]
@@ -460,11 +332,7 @@ async fn an_rds_event_without_tags_takes_its_identity_from_the_live_resource() {
     put_policy(&sdk, "/tests/tagger-eb/policy", policy()).await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/tagger-eb/policy", &counter).await;
-    let path = format!(
-        "{}/../../events/eventbridge.rds-instance-created.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut event = sample("eventbridge.rds-instance-created.json");
     event["detail"].as_object_mut().unwrap().remove("Tags");
     event["detail"]["SourceArn"] = json!(arn(id));
     event["detail"]["SourceIdentifier"] = json!(format!("rds:{id}"));
@@ -485,8 +353,7 @@ async fn an_sqs_batch_reports_only_the_failed_record() {
     create_instance(&sdk, good, &[], Managed::Namespaced).await;
     let counter = CallCounter::new();
     let tagger = tagger_with(&sdk, "/tests/tagger-sqs/missing-policy", &counter).await;
-    let record =
-        |id: &str, body: String| json!({"messageId": id, "body": body, "eventSource": "aws:sqs"});
+    let record = |id: &str, body: String| json!({"messageId": id, "body": body, "eventSource": "aws:sqs"});
     let batch = json!({"Records": [
         record("m-good", ready_event(good).to_string()),
         record("m-invalid", "{\"specversion\":\"1.0\"}".into()),
@@ -511,10 +378,7 @@ async fn an_sqs_batch_reports_only_the_failed_record() {
         json!([{"itemIdentifier": "m-invalid"}]),
         "{response}"
     );
-    assert_eq!(
-        live_tag(&sdk, good, "owner").await.as_deref(),
-        Some("platform-team")
-    );
+    assert_eq!(live_tag(&sdk, good, "owner").await.as_deref(), Some("platform-team"));
 }
 
 #[tokio::test]
@@ -527,11 +391,8 @@ async fn invalid_input_makes_no_aws_call() {
         "invalid/empty-id.json",
         "invalid/subject-mismatch.json",
     ] {
-        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-        let raw = std::fs::read(path).unwrap();
-        let err = dispatch(&tagger, &raw, &invocation(), 4)
-            .await
-            .expect_err(name);
+        let raw = sample_bytes(name);
+        let err = dispatch(&tagger, &raw, &invocation(), 4).await.expect_err(name);
         assert_eq!(err.error_type(), "InvalidEvent", "{name}");
     }
     assert_eq!(counter.total(), 0);
@@ -553,16 +414,10 @@ async fn cluster_scoped_resources_are_tagged_too() {
     let mut event = ready_event(id);
     event["subject"] = json!(format!("/apis/rds.aws.upbound.io/v1beta3/instances/{id}"));
     event["data"]["apiVersion"] = json!("rds.aws.upbound.io/v1beta3");
-    event["data"]["metadata"]
-        .as_object_mut()
-        .unwrap()
-        .remove("namespace");
+    event["data"]["metadata"].as_object_mut().unwrap().remove("namespace");
     let response = run(&tagger, &event).await;
     assert_eq!(outcome(&response).0, "applied", "{response}");
     let tags = live_tags(&sdk, id).await;
-    assert_eq!(
-        tags.get("cost-center").map(String::as_str),
-        Some("platform")
-    );
+    assert_eq!(tags.get("cost-center").map(String::as_str), Some("platform"));
     assert!(!tags.contains_key("crossplane.io/namespace"));
 }

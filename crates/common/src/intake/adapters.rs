@@ -66,16 +66,12 @@ pub(crate) fn argo_resource_event(
     envelope: Option<(&str, String, Option<String>)>,
 ) -> Result<ProfileEvent, IntakeError> {
     let body = value.get("body").cloned().unwrap_or(Value::Null);
-    let ty = value
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let ty = value.get("type").and_then(Value::as_str).unwrap_or_default();
     let signal = match ty {
         "DELETE" => Signal::Delete,
         // An update that keeps the same Ready transition is a change, not a new readiness.
         "UPDATE"
-            if ready_since(&body).is_some()
-                && ready_since(&body) == value.get("oldBody").and_then(ready_since) =>
+            if ready_since(&body).is_some() && ready_since(&body) == value.get("oldBody").and_then(ready_since) =>
         {
             Signal::Stated(Lifecycle::Updated)
         }
@@ -84,12 +80,8 @@ pub(crate) fn argo_resource_event(
     let (id, source, time) = match envelope {
         Some((id, source, time)) => (id.to_string(), source, time),
         None => {
-            let meta = |field: &str| {
-                body.pointer(&format!("/metadata/{field}"))
-                    .and_then(Value::as_str)
-            };
-            let uid =
-                meta("uid").ok_or_else(|| IntakeError::new("body.metadata.uid", "is missing"))?;
+            let meta = |field: &str| body.pointer(&format!("/metadata/{field}")).and_then(Value::as_str);
+            let uid = meta("uid").ok_or_else(|| IntakeError::new("body.metadata.uid", "is missing"))?;
             let version = meta("resourceVersion").unwrap_or("0");
             (
                 format!("{uid}:{version}:{}", ty.to_ascii_lowercase()),
@@ -124,16 +116,8 @@ pub(crate) fn kubernetes_event(event: &Map<String, Value>) -> Result<ResourceEve
     let involved = event
         .get("involvedObject")
         .filter(|o| o.is_object())
-        .ok_or_else(|| {
-            IntakeError::new(
-                "involvedObject",
-                "must be an object naming the managed resource",
-            )
-        })?;
-    let reason = event
-        .get("reason")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+        .ok_or_else(|| IntakeError::new("involvedObject", "must be an object naming the managed resource"))?;
+    let reason = event.get("reason").and_then(Value::as_str).unwrap_or_default();
     let warning = event.get("type").and_then(Value::as_str) == Some("Warning");
     let lifecycle = match reason {
         "DeletedExternalResource" => Lifecycle::Deleted,
@@ -149,16 +133,10 @@ pub(crate) fn kubernetes_event(event: &Map<String, Value>) -> Result<ResourceEve
         }
     }
     // No conditions in this partial object: the event's reason decides the lifecycle.
-    let data =
-        json!({"apiVersion": field("apiVersion"), "kind": field("kind"), "metadata": metadata});
+    let data = json!({"apiVersion": field("apiVersion"), "kind": field("kind"), "metadata": metadata});
     let time = ["lastTimestamp", "eventTime", "firstTimestamp"]
         .iter()
-        .find_map(|f| {
-            event
-                .get(*f)
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-        })
+        .find_map(|f| event.get(*f).and_then(Value::as_str).filter(|t| !t.is_empty()))
         .map(str::to_string);
     let uid = event
         .get("metadata")
@@ -172,10 +150,7 @@ pub(crate) fn kubernetes_event(event: &Map<String, Value>) -> Result<ResourceEve
         .and_then(Value::as_str)
         .or_else(|| event.get("reportingComponent").and_then(Value::as_str))
         .unwrap_or("kubernetes");
-    let message = event
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let message = event.get("message").and_then(Value::as_str).map(str::to_string);
     let mut resource_event = ResourceEvent::from_profile(ProfileEvent {
         id: format!("{uid}:{count}"),
         source: format!("k8s-events/{component}"),
@@ -198,17 +173,10 @@ pub(crate) fn rds_event(envelope: &Map<String, Value>) -> Result<ResourceEvent, 
         .get("detail")
         .and_then(Value::as_object)
         .ok_or_else(|| IntakeError::new("detail", "must be an object"))?;
-    let text = |map: &Map<String, Value>, key: &str| {
-        map.get(key).and_then(Value::as_str).map(str::to_string)
-    };
-    let event_id =
-        text(detail, "EventID").ok_or_else(|| IntakeError::new("detail.EventID", "is missing"))?;
+    let text = |map: &Map<String, Value>, key: &str| map.get(key).and_then(Value::as_str).map(str::to_string);
+    let event_id = text(detail, "EventID").ok_or_else(|| IntakeError::new("detail.EventID", "is missing"))?;
     // Some producers put the documentation URL in EventID: keep the RDS-EVENT-NNNN part.
-    let event_code = event_id
-        .rsplit(['#', '/'])
-        .next()
-        .unwrap_or(&event_id)
-        .to_string();
+    let event_code = event_id.rsplit(['#', '/']).next().unwrap_or(&event_id).to_string();
     let identifier = text(detail, "SourceIdentifier")
         .map(|id| id.strip_prefix("rds:").unwrap_or(&id).to_string())
         .filter(|id| !id.is_empty())
@@ -234,9 +202,7 @@ pub(crate) fn rds_event(envelope: &Map<String, Value>) -> Result<ResourceEvent, 
         let (region, account) = (region.as_ref()?, account.as_ref()?);
         let partition = crate::resolve::partition(region);
         let ty = if cluster { "cluster" } else { "db" };
-        Some(format!(
-            "arn:{partition}:rds:{region}:{account}:{ty}:{identifier}"
-        ))
+        Some(format!("arn:{partition}:rds:{region}:{account}:{ty}:{identifier}"))
     });
     let tags = detail.get("Tags").and_then(Value::as_object);
     let tag = |key: &str| {
@@ -256,9 +222,7 @@ pub(crate) fn rds_event(envelope: &Map<String, Value>) -> Result<ResourceEvent, 
             format!("rds{}", kinds::NAMESPACED_SUFFIX),
         ),
     };
-    let version = kinds::lookup(&group, kind).map_or(kinds::NAMESPACED_VERSION, |k| {
-        kinds::default_version(&group, k)
-    });
+    let version = kinds::lookup(&group, kind).map_or(kinds::NAMESPACED_VERSION, |k| kinds::default_version(&group, k));
     let mut metadata = json!({
         "name": tag("crossplane-name").filter(|_| identity_verified).unwrap_or_else(|| identifier.clone()),
         "annotations": {EXTERNAL_NAME_ANNOTATION: identifier},

@@ -11,9 +11,7 @@ use crate::model::ResourceEvent;
 
 pub(crate) fn is_http_request(value: &Value) -> bool {
     value.get("requestContext").is_some_and(Value::is_object)
-        && (value.get("rawPath").is_some()
-            || value.get("routeKey").is_some()
-            || value.get("headers").is_some())
+        && (value.get("rawPath").is_some() || value.get("routeKey").is_some() || value.get("headers").is_some())
 }
 
 pub(crate) fn events_from_request(request: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
@@ -65,10 +63,7 @@ fn headers(request: &Value) -> Result<Map<String, Value>, IntakeError> {
         .iter()
         .map(|(name, value)| match value {
             Value::String(_) => Ok((name.to_ascii_lowercase(), value.clone())),
-            _ => Err(IntakeError::new(
-                format!("headers.{name}"),
-                "must be a string",
-            )),
+            _ => Err(IntakeError::new(format!("headers.{name}"), "must be a string")),
         })
         .collect()
 }
@@ -80,14 +75,12 @@ fn body(request: &Value) -> Result<Vec<u8>, IntakeError> {
         Some(_) => return Err(IntakeError::new("body", "must be a string")),
     };
     if request.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|e| {
-                IntakeError::new(
-                    "body",
-                    format!("isBase64Encoded is true but the body is not base64: {e}"),
-                )
-            })
+        base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| {
+            IntakeError::new(
+                "body",
+                format!("isBase64Encoded is true but the body is not base64: {e}"),
+            )
+        })
     } else {
         Ok(text.clone().into_bytes())
     }
@@ -101,24 +94,15 @@ fn binary_mode(headers: &Map<String, Value>, body: &[u8]) -> Result<ResourceEven
         let (Some(attribute), Some(value)) = (name.strip_prefix("ce-"), value.as_str()) else {
             continue;
         };
-        let decoded = percent_decode(value)
-            .map_err(|reason| IntakeError::new(format!("headers.{name}"), reason))?;
+        let decoded = percent_decode(value).map_err(|reason| IntakeError::new(format!("headers.{name}"), reason))?;
         event.insert(attribute.to_string(), Value::String(decoded));
     }
     let content_type = headers.get("content-type").and_then(Value::as_str);
     if let Some(content_type) = content_type {
-        event.insert(
-            "datacontenttype".into(),
-            Value::String(content_type.to_string()),
-        );
+        event.insert("datacontenttype".into(), Value::String(content_type.to_string()));
     }
     let json = content_type.is_none_or(|ct| {
-        let essence = ct
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         essence == "application/json" || essence.ends_with("+json") || essence == "text/json"
     });
     let data = if json {
@@ -154,9 +138,7 @@ fn percent_decode(value: &str) -> Result<String, String> {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
             let byte = hex
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or("has a broken %-escape")?;

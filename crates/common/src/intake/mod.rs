@@ -61,9 +61,7 @@ fn read_records(records: &Value) -> Result<Intake, IntakeError> {
     let records = records
         .as_array()
         .ok_or_else(|| IntakeError::new("Records", "must be an array"))?;
-    let first = records
-        .first()
-        .ok_or_else(|| IntakeError::new("Records", "is empty"))?;
+    let first = records.first().ok_or_else(|| IntakeError::new("Records", "is empty"))?;
     if first.get("eventSource").and_then(Value::as_str) == Some("aws:sqs") {
         let items = records
             .iter()
@@ -74,9 +72,7 @@ fn read_records(records: &Value) -> Result<Intake, IntakeError> {
                     .get("messageId")
                     .and_then(Value::as_str)
                     .filter(|id| !id.is_empty())
-                    .ok_or_else(|| {
-                        IntakeError::new(format!("{at}.messageId"), "is missing or empty")
-                    })?;
+                    .ok_or_else(|| IntakeError::new(format!("{at}.messageId"), "is missing or empty"))?;
                 let events = record
                     .get("body")
                     .and_then(Value::as_str)
@@ -166,12 +162,7 @@ mod tests {
         let e = read_payload(deep.as_bytes()).unwrap_err();
         assert!(e.reason.contains("nested deeper"), "{e}");
         let big = vec![b' '; MAX_PAYLOAD_BYTES + 1];
-        assert!(
-            read_payload(&big)
-                .unwrap_err()
-                .reason
-                .contains("exceeds the limit")
-        );
+        assert!(read_payload(&big).unwrap_err().reason.contains("exceeds the limit"));
         // Brackets inside strings do not count.
         let text = format!("{{\"a\":\"{}\"}}", "[".repeat(200));
         assert!(check_depth(text.as_bytes()).is_ok());
@@ -181,9 +172,6 @@ mod tests {
     fn unknown_records_are_refused() {
         let e = read_payload(br#"{"Records":[{"eventSource":"aws:s3"}]}"#).unwrap_err();
         assert_eq!(e.at, "Records[0]");
-        assert_eq!(
-            read_payload(br#"{"Records":[]}"#).unwrap_err().reason,
-            "is empty"
-        );
+        assert_eq!(read_payload(br#"{"Records":[]}"#).unwrap_err().reason, "is empty");
     }
 }

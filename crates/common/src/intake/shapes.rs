@@ -29,10 +29,7 @@ fn single(value: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
     let Some(object) = value.as_object() else {
         return Err(IntakeError::new(
             "$",
-            format!(
-                "expected an event object, found {}",
-                cloudevent::json_kind(value)
-            ),
+            format!("expected an event object, found {}", cloudevent::json_kind(value)),
         ));
     };
     if object.contains_key("specversion") {
@@ -41,14 +38,9 @@ fn single(value: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
     if object.contains_key("detail-type") && object.contains_key("detail") {
         return eventbridge(object);
     }
-    if object.get("Type").and_then(Value::as_str) == Some("Notification")
-        && object.contains_key("Message")
-    {
+    if object.get("Type").and_then(Value::as_str) == Some("Notification") && object.contains_key("Message") {
         // An SNS notification delivered to SQS without raw message delivery.
-        let message = object
-            .get("Message")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let message = object.get("Message").and_then(Value::as_str).unwrap_or_default();
         let message = super::parse_json(message.as_bytes(), "Message")?;
         return events_from_value(&message).map_err(|e| e.within("Message"));
     }
@@ -56,8 +48,7 @@ fn single(value: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
         return adapters::kubernetes_event(object).map(|e| vec![e]);
     }
     if adapters::is_argo_resource_event(value) {
-        return ResourceEvent::from_profile(adapters::argo_resource_event(value, None)?)
-            .map(|e| vec![e]);
+        return ResourceEvent::from_profile(adapters::argo_resource_event(value, None)?).map(|e| vec![e]);
     }
     Err(IntakeError::new(
         "$",
@@ -91,10 +82,7 @@ fn invocation_action(tf: &Value) -> Result<&str, IntakeError> {
 
 /// Any validated CloudEvent (structured or binary) to a resource event, adapting the shapes
 /// that arrive as CloudEvents of another type.
-pub(crate) fn from_cloudevent(
-    event: &Event,
-    signal_override: Option<Signal>,
-) -> Result<ResourceEvent, IntakeError> {
+pub(crate) fn from_cloudevent(event: &Event, signal_override: Option<Signal>) -> Result<ResourceEvent, IntakeError> {
     let ty = event.ty();
     let data = event_data(event)?;
     let time = event.time().map(adapters::rfc3339);
@@ -115,9 +103,7 @@ pub(crate) fn from_cloudevent(
     } else if ty.starts_with(crate::model::TYPE_PREFIX) {
         return Err(IntakeError::new(
             "type",
-            format!(
-                "{ty:?} is not a lifecycle of our profile (ready, updated, deleted, failed, observed)"
-            ),
+            format!("{ty:?} is not a lifecycle of our profile (ready, updated, deleted, failed, observed)"),
         ));
     } else {
         return Err(IntakeError::new(
@@ -135,9 +121,8 @@ fn event_data(event: &Event) -> Result<Value, IntakeError> {
         Some(Data::Json(value)) => Ok(value.clone()),
         Some(Data::String(text)) => super::parse_json(text.as_bytes(), "data")
             .map_err(|e| IntakeError::new("data", format!("must be JSON ({})", e.reason))),
-        Some(Data::Binary(bytes)) => super::parse_json(bytes, "data_base64").map_err(|e| {
-            IntakeError::new("data_base64", format!("must decode to JSON ({})", e.reason))
-        }),
+        Some(Data::Binary(bytes)) => super::parse_json(bytes, "data_base64")
+            .map_err(|e| IntakeError::new("data_base64", format!("must decode to JSON ({})", e.reason))),
         None => Err(IntakeError::new(
             "data",
             "is missing: the event must carry the managed resource",

@@ -1,0 +1,88 @@
+//! The live RDS database behind an ARN: `DescribeDBInstances` / `DescribeDBClusters`.
+//! Used right before a side effect (a stale `ready` for a database that is gone does nothing)
+//! and as the source of connection details.
+
+use aws_sdk_rds::Client as RdsClient;
+
+use crate::aws::AwsError;
+use crate::resolve::Arn;
+
+/// RDS's answers for a database that does not exist.
+pub const NOT_FOUND: &[&str] = &[
+    "DBInstanceNotFound",
+    "DBInstanceNotFoundFault",
+    "DBClusterNotFoundFault",
+    "DBClusterNotFound",
+];
+
+/// Statuses of a database on its way out.
+const GOING_AWAY: &[&str] = &[
+    "deleting",
+    "deleted",
+    "failed",
+    "incompatible-restore",
+    "inaccessible-encryption-credentials",
+];
+
+/// What RDS says about a live instance or cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveDatabase {
+    pub arn: String,
+    pub status: Option<String>,
+    pub engine: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i32>,
+    pub dbname: Option<String>,
+    pub username: Option<String>,
+    /// Clusters only.
+    pub reader_host: Option<String>,
+    /// The RDS-managed master user secret, when RDS manages the password.
+    pub master_user_secret_arn: Option<String>,
+}
+
+/// The database behind `arn`, or `None` when it does not exist or is on its way out.
+pub async fn describe(client: &RdsClient, arn: &str) -> Result<Option<LiveDatabase>, AwsError> {
+    let Some(parsed) = Arn::parse(arn).filter(|a| a.service == "rds") else {
+        return Ok(None);
+    };
+    let found = if parsed.resource.starts_with("cluster:") {
+        match client.describe_db_clusters().db_cluster_identifier(arn).send().await {
+            Ok(output) => output.db_clusters().first().map(|c| LiveDatabase {
+                arn: arn.to_string(),
+                status: c.status().map(str::to_string),
+                engine: c.engine().map(str::to_string),
+                host: c.endpoint().map(str::to_string),
+                port: c.port(),
+                dbname: c.database_name().map(str::to_string),
+                username: c.master_username().map(str::to_string),
+                reader_host: c.reader_endpoint().map(str::to_string),
+                master_user_secret_arn: c.master_user_secret().and_then(|s| s.secret_arn()).map(str::to_string),
+            }),
+            Err(e) => return not_found_is_none(AwsError::from_sdk("DescribeDBClusters", &e)),
+        }
+    } else {
+        match client.describe_db_instances().db_instance_identifier(arn).send().await {
+            Ok(output) => output.db_instances().first().map(|db| LiveDatabase {
+                arn: arn.to_string(),
+                status: db.db_instance_status().map(str::to_string),
+                engine: db.engine().map(str::to_string),
+                host: db.endpoint().and_then(|e| e.address()).map(str::to_string),
+                port: db.endpoint().and_then(|e| e.port()),
+                dbname: db.db_name().map(str::to_string),
+                username: db.master_username().map(str::to_string),
+                reader_host: None,
+                master_user_secret_arn: db.master_user_secret().and_then(|s| s.secret_arn()).map(str::to_string),
+            }),
+            Err(e) => return not_found_is_none(AwsError::from_sdk("DescribeDBInstances", &e)),
+        }
+    };
+    Ok(found.filter(|db| !db.status.as_deref().is_some_and(|s| GOING_AWAY.contains(&s))))
+}
+
+fn not_found_is_none(error: AwsError) -> Result<Option<LiveDatabase>, AwsError> {
+    if NOT_FOUND.iter().any(|code| error.is_code(code)) {
+        Ok(None)
+    } else {
+        Err(error)
+    }
+}

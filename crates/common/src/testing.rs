@@ -1,0 +1,152 @@
+//! Test support shared by the functions' integration tests (feature `testing`): the moto
+//! configuration, an invocation, the sample events, and RDS resources created as Crossplane's
+//! AWS provider creates them.
+
+use std::time::Duration;
+
+use aws_sdk_rds::types::Tag;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::resolve::Scope;
+use crate::runtime::Invocation;
+
+/// moto's default account, and the test bed's region.
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+/// The namespace of the sample events.
+pub const NAMESPACE: &str = "team-a";
+
+pub fn db_arn(id: &str) -> String {
+    format!("arn:aws:rds:{REGION}:{ACCOUNT}:db:{id}")
+}
+
+pub fn cluster_arn(id: &str) -> String {
+    format!("arn:aws:rds:{REGION}:{ACCOUNT}:cluster:{id}")
+}
+
+/// The SDK configuration for moto. Panics with a clear message outside the test bed.
+pub async fn moto_config() -> aws_config::SdkConfig {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| u.starts_with("http://127.0.0.1")),
+        "these tests talk to moto on loopback: run them with `make test`"
+    );
+    crate::aws::load_config().await
+}
+
+/// An invocation in moto's account with 30 seconds to go.
+pub fn invocation() -> Invocation {
+    Invocation {
+        request_id: "test".into(),
+        scope: Scope {
+            account: ACCOUNT.into(),
+            region: REGION.into(),
+        },
+        deadline: Instant::now() + Duration::from_secs(30),
+    }
+}
+
+/// The raw bytes of a sample in `events/`.
+pub fn sample_bytes(name: &str) -> Vec<u8> {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub fn sample(name: &str) -> Value {
+    serde_json::from_slice(&sample_bytes(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The sample ready event (namespaced RDS Instance), about the instance or cluster `id`.
+pub fn ready_event(id: &str) -> Value {
+    let mut event = sample("ready.namespaced.json");
+    event["id"] = json!(format!("{id}:3:ready"));
+    event["subject"] = json!(format!(
+        "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/{NAMESPACE}/instances/{id}"
+    ));
+    let data = &mut event["data"];
+    data["metadata"]["name"] = json!(id);
+    data["metadata"]["annotations"]["crossplane.io/external-name"] = json!(id);
+    data["spec"]["forProvider"]["identifier"] = json!(id);
+    data["status"]["atProvider"]["arn"] = json!(db_arn(id));
+    event
+}
+
+/// The same event about a Cluster of the same name.
+pub fn cluster_event(id: &str) -> Value {
+    let mut event = ready_event(id);
+    event["subject"] = json!(format!(
+        "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/{NAMESPACE}/clusters/{id}"
+    ));
+    event["data"]["kind"] = json!("Cluster");
+    event["data"]["status"]["atProvider"]["arn"] = json!(cluster_arn(id));
+    event
+}
+
+/// Which Crossplane tags the provider put on a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Managed {
+    No,
+    Namespaced,
+    ClusterScoped,
+}
+
+fn crossplane_tags(kind: &str, id: &str, managed: Managed) -> Vec<(String, String)> {
+    let tag = |k: &str, v: &str| (k.to_string(), v.to_string());
+    match managed {
+        Managed::No => vec![],
+        Managed::Namespaced => vec![
+            tag("crossplane-kind", &format!("{kind}.rds.aws.m.upbound.io")),
+            tag("crossplane-name", id),
+            tag("crossplane-namespace", NAMESPACE),
+            tag("crossplane-providerconfig", "default"),
+        ],
+        Managed::ClusterScoped => vec![
+            tag("crossplane-kind", &format!("{kind}.rds.aws.upbound.io")),
+            tag("crossplane-name", id),
+            tag("crossplane-providerconfig", "default"),
+        ],
+    }
+}
+
+fn rds_tags(pairs: Vec<(String, String)>) -> Option<Vec<Tag>> {
+    Some(
+        pairs
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect(),
+    )
+}
+
+/// Creates an RDS instance (PostgreSQL, RDS-managed master password) as the provider would.
+pub async fn create_instance(sdk: &aws_config::SdkConfig, id: &str, extra: &[(&str, &str)], managed: Managed) {
+    let mut tags = crossplane_tags("instance", id, managed);
+    tags.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    aws_sdk_rds::Client::new(sdk)
+        .create_db_instance()
+        .db_instance_identifier(id)
+        .db_instance_class("db.t4g.micro")
+        .engine("postgres")
+        .db_name("orders")
+        .master_username("orders_admin")
+        .manage_master_user_password(true)
+        .allocated_storage(20)
+        .set_tags(rds_tags(tags))
+        .send()
+        .await
+        .expect("create the RDS instance in moto");
+}
+
+/// Creates an Aurora PostgreSQL cluster as the provider would.
+pub async fn create_cluster(sdk: &aws_config::SdkConfig, id: &str, managed: Managed) {
+    aws_sdk_rds::Client::new(sdk)
+        .create_db_cluster()
+        .db_cluster_identifier(id)
+        .engine("aurora-postgresql")
+        .database_name("orders")
+        .master_username("orders_admin")
+        .manage_master_user_password(true)
+        .set_tags(rds_tags(crossplane_tags("cluster", id, managed)))
+        .send()
+        .await
+        .expect("create the RDS cluster in moto");
+}

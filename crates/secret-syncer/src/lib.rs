@@ -1,0 +1,374 @@
+//! secret-syncer: publishes the connection details of Crossplane-managed RDS instances and
+//! clusters to a Secrets Manager secret and/or SSM parameters (DESIGN.md §6), idempotently,
+//! touching only what it owns, and never letting a secret value reach a log, error or outcome.
+
+pub mod document;
+pub mod names;
+pub mod parameters;
+pub mod secrets;
+
+use aws_config::SdkConfig;
+use aws_sdk_rds::Client as RdsClient;
+use aws_sdk_secretsmanager::Client as SecretsClient;
+use aws_sdk_ssm::Client as SsmClient;
+use common::aws::{AwsError, CallCounter};
+use common::model::Lifecycle;
+use common::resolve::{self, Guard, Unresolved};
+use common::runtime::{Handler, Invocation, Outcome, OutcomeKind};
+use common::tagging::TaggingApi;
+use common::{HandlerError, ManagedResource, ResourceEvent};
+
+use crate::document::{ConnectionDetails, Secret};
+use crate::secrets::{Deleted, SecretPlan, SecretTarget};
+
+pub const NAME: &str = "secret-syncer";
+pub const DEFAULT_SECRET_TEMPLATE: &str = "crossplane/{namespace}/{name}/connection";
+
+/// What to do with the published details when the database is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletePolicy {
+    /// Keep them (the default): deleting credentials is not undone easily.
+    Retain,
+    /// Delete the secret with a recovery window, and the parameters.
+    Delete,
+}
+
+/// The configuration, from the environment (documented in the README).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `SECRET_NAME_TEMPLATE`; empty disables the Secrets Manager target.
+    pub secret_name_template: Option<String>,
+    /// `SECRET_KMS_KEY_ID`
+    pub secret_kms_key_id: Option<String>,
+    /// `SSM_PATH_TEMPLATE`; unset disables the SSM target.
+    pub parameter_path_template: Option<String>,
+    /// `SSM_KMS_KEY_ID`, for the `SecureString` password parameter.
+    pub parameter_kms_key_id: Option<String>,
+    /// `INCLUDE_PASSWORD=true`: read the password from the RDS-managed master secret.
+    pub include_password: bool,
+    /// `DELETE_POLICY=retain|delete`
+    pub delete_policy: DeletePolicy,
+    /// `SECRET_RECOVERY_WINDOW_DAYS` (7–30, default 7)
+    pub recovery_window_days: i64,
+    pub guard: Guard,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            secret_name_template: Some(DEFAULT_SECRET_TEMPLATE.to_string()),
+            secret_kms_key_id: None,
+            parameter_path_template: None,
+            parameter_kms_key_id: None,
+            include_password: false,
+            delete_policy: DeletePolicy::Retain,
+            recovery_window_days: 7,
+            guard: Guard::default(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok();
+        let non_empty = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let delete_policy = match var("DELETE_POLICY").unwrap_or_default().to_ascii_lowercase().as_str() {
+            "" | "retain" => DeletePolicy::Retain,
+            "delete" => DeletePolicy::Delete,
+            other => {
+                return Err(format!("DELETE_POLICY={other:?}: expected retain or delete"));
+            }
+        };
+        let recovery_window_days = match var("SECRET_RECOVERY_WINDOW_DAYS") {
+            None => 7,
+            Some(days) => days
+                .parse::<i64>()
+                .ok()
+                .filter(|d| (7..=30).contains(d))
+                .ok_or_else(|| format!("SECRET_RECOVERY_WINDOW_DAYS={days:?}: expected 7 to 30"))?,
+        };
+        Ok(Settings {
+            secret_name_template: match var("SECRET_NAME_TEMPLATE") {
+                None => Some(DEFAULT_SECRET_TEMPLATE.to_string()),
+                Some(t) if t.trim().is_empty() => None,
+                Some(t) => Some(t),
+            },
+            secret_kms_key_id: non_empty("SECRET_KMS_KEY_ID"),
+            parameter_path_template: non_empty("SSM_PATH_TEMPLATE"),
+            parameter_kms_key_id: non_empty("SSM_KMS_KEY_ID"),
+            include_password: var("INCLUDE_PASSWORD").is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+            delete_policy,
+            recovery_window_days,
+            guard: Guard::from_env(),
+        })
+    }
+}
+
+pub struct SecretSyncer {
+    tagging: TaggingApi,
+    rds: RdsClient,
+    secrets: SecretsClient,
+    ssm: SsmClient,
+    settings: Settings,
+}
+
+impl SecretSyncer {
+    /// Builds the SDK clients once (cold start). `counter`, when given, counts every AWS call.
+    pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Self {
+        macro_rules! client {
+            ($sdk:ident) => {{
+                let mut builder = $sdk::config::Builder::from(sdk);
+                if let Some(counter) = counter {
+                    builder = builder.interceptor(counter.clone());
+                }
+                $sdk::Client::from_conf(builder.build())
+            }};
+        }
+        let rds = client!(aws_sdk_rds);
+        SecretSyncer {
+            tagging: TaggingApi::new(client!(aws_sdk_resourcegroupstagging), rds.clone()),
+            rds,
+            secrets: client!(aws_sdk_secretsmanager),
+            ssm: client!(aws_sdk_ssm),
+            settings,
+        }
+    }
+
+    fn targets(&self, resource: &ManagedResource) -> Result<(Option<String>, Option<String>), HandlerError> {
+        let render = |template: &Option<String>, check: fn(&str) -> Result<(), String>| {
+            template
+                .as_deref()
+                .map(|t| names::render(t, resource).and_then(|name| check(&name).map(|()| name)))
+                .transpose()
+                .map_err(HandlerError::Permanent)
+        };
+        Ok((
+            render(&self.settings.secret_name_template, names::check_secret_name)?,
+            render(&self.settings.parameter_path_template, names::check_parameter_path)?,
+        ))
+    }
+
+    async fn sync(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
+        let resolved =
+            match resolve::resolve(&event.resource, &invocation.scope, &self.settings.guard, &self.tagging).await {
+                Ok(resolved) => resolved,
+                Err(Unresolved::NotFound(why)) => {
+                    return Ok(Outcome::new(OutcomeKind::Skipped, None, why));
+                }
+                Err(Unresolved::Refused(why)) => {
+                    return Ok(Outcome::new(OutcomeKind::Refused, None, why));
+                }
+                Err(Unresolved::Ambiguous(why)) => return Err(HandlerError::Permanent(why)),
+                Err(Unresolved::Aws(e)) => return Err(e.into()),
+            };
+        let arn = resolved.arn.as_str();
+        let Some(mut details) = common::rds::describe(&self.rds, arn)
+            .await?
+            .map(ConnectionDetails::from)
+        else {
+            return Ok(Outcome::new(
+                OutcomeKind::Skipped,
+                Some(arn),
+                "the database is gone or being deleted",
+            ));
+        };
+        if self.settings.include_password {
+            details.password = Some(
+                self.master_password(details.master_user_secret_arn.as_deref(), arn)
+                    .await?,
+            );
+        }
+        let subject = resolved.resource.subject();
+        let (secret_name, parameter_path) = self.targets(&resolved.resource)?;
+        let content = details.document();
+
+        // Plan every target before writing any: a refusal anywhere changes nothing anywhere.
+        let secret_plan = match &secret_name {
+            Some(name) => Some(secrets::plan(&self.secrets, name, &subject, &content).await?),
+            None => None,
+        };
+        let entries = details.entries();
+        let parameter_plan = match &parameter_path {
+            Some(path) => Some(parameters::plan(&self.ssm, path, &subject, &entries).await?),
+            None => None,
+        };
+        let mut refusals = Vec::new();
+        if let Some(SecretPlan::NotOwned(why)) = &secret_plan {
+            refusals.push(why.clone());
+        }
+        if let Some(plan) = &parameter_plan {
+            refusals.extend(plan.not_owned.iter().cloned());
+        }
+        if !refusals.is_empty() {
+            return Ok(Outcome::new(OutcomeKind::Refused, Some(arn), refusals.join("; ")));
+        }
+
+        let mut done = Vec::new();
+        if let (Some(name), Some(plan)) = (&secret_name, &secret_plan) {
+            let target = SecretTarget {
+                name: name.clone(),
+                kms_key_id: self.settings.secret_kms_key_id.clone(),
+                subject: subject.clone(),
+                source_arn: arn.to_string(),
+            };
+            if secrets::apply(&self.secrets, &target, plan, &content).await? {
+                let verb = if *plan == SecretPlan::Create {
+                    "created"
+                } else {
+                    "updated"
+                };
+                done.push(format!("{verb} secret {name}"));
+            }
+        }
+        if let (Some(path), Some(plan)) = (&parameter_path, &parameter_plan)
+            && !plan.is_unchanged()
+        {
+            let n = parameters::apply(&self.ssm, plan, &subject, self.settings.parameter_kms_key_id.as_deref()).await?;
+            done.push(format!("wrote {n} parameters under {path}"));
+        }
+        let published = [
+            secret_name.map(|n| format!("secret {n}")),
+            parameter_path.map(|p| format!("parameters {p}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" and ");
+        Ok(if done.is_empty() {
+            Outcome::new(
+                OutcomeKind::Unchanged,
+                Some(arn),
+                format!("{published} already up to date"),
+            )
+        } else {
+            Outcome::new(OutcomeKind::Applied, Some(arn), done.join("; "))
+        })
+    }
+
+    /// The password from the RDS-managed master user secret. Errors never carry the value.
+    async fn master_password(&self, secret_arn: Option<&str>, arn: &str) -> Result<Secret, HandlerError> {
+        let secret_arn = secret_arn.ok_or_else(|| {
+            HandlerError::Permanent(format!(
+                "INCLUDE_PASSWORD is set but {arn} has no RDS-managed master user secret"
+            ))
+        })?;
+        let value = self
+            .secrets
+            .get_secret_value()
+            .secret_id(secret_arn)
+            .send()
+            .await
+            .map_err(|e| HandlerError::from(AwsError::from_sdk("GetSecretValue", &e)))?;
+        let parsed: Option<serde_json::Value> = value.secret_string().and_then(|s| serde_json::from_str(s).ok());
+        parsed
+            .as_ref()
+            .and_then(|v| v.get("password"))
+            .and_then(serde_json::Value::as_str)
+            .map(Secret::new)
+            .ok_or_else(|| {
+                HandlerError::Permanent(format!(
+                    "the master user secret {secret_arn} holds no JSON password field"
+                ))
+            })
+    }
+
+    async fn remove(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
+        let resource = &event.resource;
+        if !resource.identity_verified {
+            return Ok(Outcome::new(
+                OutcomeKind::Skipped,
+                None,
+                "the deleted resource's managed resource is unknown",
+            ));
+        }
+        if self.settings.delete_policy == DeletePolicy::Retain {
+            return Ok(Outcome::new(
+                OutcomeKind::Skipped,
+                None,
+                "deleted: connection details retained (DELETE_POLICY=retain)",
+            ));
+        }
+        // A delete event for a database that is still there is stale or forged: keep everything.
+        if let Some(arn) = resolve::arn_of(resource, &invocation.scope) {
+            if let Err(why) = self
+                .settings
+                .guard
+                .check(&arn, resource.region.as_deref(), &invocation.scope)
+            {
+                return Ok(Outcome::new(OutcomeKind::Refused, Some(&arn), why));
+            }
+            if common::rds::describe(&self.rds, &arn).await?.is_some() {
+                return Ok(Outcome::new(
+                    OutcomeKind::Skipped,
+                    Some(&arn),
+                    "the database still exists: nothing deleted",
+                ));
+            }
+        }
+        let subject = resource.subject();
+        let (secret_name, parameter_path) = self.targets(resource)?;
+        let mut done = Vec::new();
+        let mut refused = Vec::new();
+        if let Some(name) = &secret_name {
+            match secrets::delete(&self.secrets, name, &subject, self.settings.recovery_window_days).await? {
+                Deleted::Scheduled => done.push(format!(
+                    "secret {name} scheduled for deletion in {} days",
+                    self.settings.recovery_window_days
+                )),
+                Deleted::AlreadyGone => {}
+                Deleted::NotOwned(why) => refused.push(why),
+            }
+        }
+        if let Some(path) = &parameter_path {
+            let (deleted, not_ours) = parameters::delete(&self.ssm, path, &subject).await?;
+            if deleted > 0 {
+                done.push(format!("deleted {deleted} parameters under {path}"));
+            }
+            refused.extend(not_ours);
+        }
+        Ok(match (done.is_empty(), refused.is_empty()) {
+            (true, true) => Outcome::new(OutcomeKind::Unchanged, None, "nothing of ours left to delete"),
+            (true, false) => Outcome::new(OutcomeKind::Refused, None, refused.join("; ")),
+            (false, _) => {
+                let mut detail = done.join("; ");
+                if !refused.is_empty() {
+                    detail = format!("{detail}; left alone: {}", refused.join("; "));
+                }
+                Outcome::new(OutcomeKind::Applied, None, detail)
+            }
+        })
+    }
+}
+
+/// Only RDS instances and clusters have connection details to publish.
+fn is_database(resource: &ManagedResource) -> bool {
+    common::kinds::split_group(&resource.group).is_some_and(|(service, _)| service == "rds")
+        && matches!(resource.kind.as_str(), "Instance" | "Cluster")
+}
+
+impl Handler for SecretSyncer {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn handle(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
+        if !is_database(&event.resource) {
+            let detail = format!("{} has no connection details to publish", event.resource.display_name());
+            return Ok(Outcome::new(OutcomeKind::Skipped, None, detail));
+        }
+        match event.lifecycle {
+            Lifecycle::Ready | Lifecycle::Updated => self.sync(event, invocation).await,
+            Lifecycle::Deleted => self.remove(event, invocation).await,
+            Lifecycle::Failed => Ok(Outcome::new(
+                OutcomeKind::Skipped,
+                None,
+                "failed: published once Crossplane reconciles it",
+            )),
+            Lifecycle::Observed => Ok(Outcome::new(
+                OutcomeKind::Skipped,
+                None,
+                "observed: no transition to act on",
+            )),
+        }
+    }
+}

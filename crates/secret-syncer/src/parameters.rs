@@ -1,0 +1,193 @@
+//! The SSM Parameter Store target: one parameter per key under a path, `SecureString` for the
+//! password. Read before write (one `GetParametersByPath`); only parameters carrying our
+//! ownership tags for this managed resource are overwritten or deleted.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ssm::Client as SsmClient;
+use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
+use common::aws::AwsError;
+
+use crate::document::{PASSWORD_KEY, Secret};
+use crate::secrets::{OWNER_TAG, OWNER_VALUE, RESOURCE_TAG, owned_by_us};
+
+/// One parameter to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterWrite {
+    pub name: String,
+    pub value: Secret,
+    pub secure: bool,
+    /// It exists (and is ours): overwrite, without tags (SSM refuses tags with overwrite).
+    pub exists: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParametersPlan {
+    pub writes: Vec<ParameterWrite>,
+    /// Our parameters under the path for keys the document no longer has.
+    pub stale: Vec<String>,
+    /// Parameters that are someone else's: refuse, change nothing.
+    pub not_owned: Vec<String>,
+}
+
+impl ParametersPlan {
+    pub fn is_unchanged(&self) -> bool {
+        self.writes.is_empty() && self.stale.is_empty()
+    }
+}
+
+async fn read_path(client: &SsmClient, path: &str) -> Result<BTreeMap<String, String>, AwsError> {
+    let mut found = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let output = client
+            .get_parameters_by_path()
+            .path(path)
+            .with_decryption(true)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetParametersByPath", &e))?;
+        for parameter in output.parameters() {
+            if let (Some(name), Some(value)) = (parameter.name(), parameter.value()) {
+                found.insert(name.to_string(), value.to_string());
+            }
+        }
+        match output.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_string()),
+            _ => return Ok(found),
+        }
+    }
+}
+
+async fn ours(client: &SsmClient, name: &str, subject: &str) -> Result<Result<(), String>, AwsError> {
+    let tags = client
+        .list_tags_for_resource()
+        .resource_type(ResourceTypeForTagging::Parameter)
+        .resource_id(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ListTagsForResource", &e))?;
+    let list = tags.tag_list();
+    Ok(owned_by_us(list.iter().map(|t| (t.key(), t.value())), subject))
+}
+
+pub async fn plan(
+    client: &SsmClient,
+    path: &str,
+    subject: &str,
+    entries: &BTreeMap<&'static str, Secret>,
+) -> Result<ParametersPlan, AwsError> {
+    let existing = read_path(client, path).await?;
+    let mut plan = ParametersPlan::default();
+    for (key, value) in entries {
+        let name = format!("{path}/{key}");
+        match existing.get(&name) {
+            Some(current) if current == value.expose() => {}
+            Some(_) => match ours(client, &name, subject).await? {
+                Ok(()) => plan.writes.push(write(name, key, value, true)),
+                Err(why) => plan.not_owned.push(format!("parameter {name} is not ours: {why}")),
+            },
+            None => plan.writes.push(write(name, key, value, false)),
+        }
+    }
+    for name in existing.keys() {
+        let key = name.rsplit('/').next().unwrap_or_default();
+        if !entries.contains_key(key) && ours(client, name, subject).await?.is_ok() {
+            plan.stale.push(name.clone());
+        }
+    }
+    Ok(plan)
+}
+
+fn write(name: String, key: &str, value: &Secret, exists: bool) -> ParameterWrite {
+    ParameterWrite {
+        name,
+        value: value.clone(),
+        secure: key == PASSWORD_KEY,
+        exists,
+    }
+}
+
+pub async fn apply(
+    client: &SsmClient,
+    plan: &ParametersPlan,
+    subject: &str,
+    kms_key_id: Option<&str>,
+) -> Result<usize, AwsError> {
+    for parameter in &plan.writes {
+        let mut request = client
+            .put_parameter()
+            .name(&parameter.name)
+            .value(parameter.value.expose())
+            .r#type(if parameter.secure {
+                ParameterType::SecureString
+            } else {
+                ParameterType::String
+            });
+        if parameter.secure {
+            request = request.set_key_id(kms_key_id.map(str::to_string));
+        }
+        request = if parameter.exists {
+            request.overwrite(true)
+        } else {
+            request
+                .tags(
+                    Tag::builder()
+                        .key(OWNER_TAG)
+                        .value(OWNER_VALUE)
+                        .build()
+                        .map_err(|e| tag_error(&e))?,
+                )
+                .tags(
+                    Tag::builder()
+                        .key(RESOURCE_TAG)
+                        .value(subject)
+                        .build()
+                        .map_err(|e| tag_error(&e))?,
+                )
+        };
+        request
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutParameter", &e))?;
+    }
+    delete_names(client, &plan.stale).await?;
+    Ok(plan.writes.len() + plan.stale.len())
+}
+
+fn tag_error(e: &dyn std::error::Error) -> AwsError {
+    AwsError {
+        operation: "PutParameter",
+        retryable: false,
+        code: None,
+        message: format!("could not build a tag: {e}"),
+    }
+}
+
+async fn delete_names(client: &SsmClient, names: &[String]) -> Result<(), AwsError> {
+    // DeleteParameters takes at most 10 names.
+    for chunk in names.chunks(10) {
+        client
+            .delete_parameters()
+            .set_names(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DeleteParameters", &e))?;
+    }
+    Ok(())
+}
+
+/// Deletes our parameters under the path; returns how many, and the ones left as not ours.
+pub async fn delete(client: &SsmClient, path: &str, subject: &str) -> Result<(usize, Vec<String>), AwsError> {
+    let existing = read_path(client, path).await?;
+    let (mut mine, mut not_ours) = (Vec::new(), Vec::new());
+    for name in existing.keys() {
+        match ours(client, name, subject).await? {
+            Ok(()) => mine.push(name.clone()),
+            Err(why) => not_ours.push(format!("parameter {name} is not ours: {why}")),
+        }
+    }
+    delete_names(client, &mine).await?;
+    Ok((mine.len(), not_ours))
+}

@@ -1,0 +1,221 @@
+//! The Secrets Manager target: one secret holding the JSON document.
+//! Read before write; writes carry a `ClientRequestToken` derived from the content; only
+//! secrets carrying our ownership tags for this very managed resource are touched.
+
+use aws_sdk_secretsmanager::Client as SecretsClient;
+use aws_sdk_secretsmanager::types::Tag;
+use common::aws::AwsError;
+
+use crate::document::{Secret, request_token};
+
+/// Marks what secret-syncer created and may change or delete.
+pub const OWNER_TAG: &str = "crossplane-lambda.io/managed-by";
+pub const OWNER_VALUE: &str = "secret-syncer";
+/// The managed resource (its API path) a secret or parameter belongs to.
+pub const RESOURCE_TAG: &str = "crossplane-lambda.io/resource";
+
+/// Whether tags say that secret-syncer owns this for the managed resource `subject`.
+pub fn owned_by_us<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>, subject: &str) -> Result<(), String> {
+    let (mut owner, mut resource) = (None, None);
+    for (key, value) in tags.by_ref() {
+        match key {
+            OWNER_TAG => owner = Some(value),
+            RESOURCE_TAG => resource = Some(value),
+            _ => {}
+        }
+    }
+    match (owner, resource) {
+        (Some(OWNER_VALUE), Some(r)) if r == subject => Ok(()),
+        (Some(OWNER_VALUE), Some(r)) => Err(format!("it belongs to {r}")),
+        _ => Err(format!("it does not carry the {OWNER_TAG}={OWNER_VALUE} tag")),
+    }
+}
+
+/// What writing the document to the secret takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretPlan {
+    Create,
+    /// Put a new version over `previous`; `restore` a secret scheduled for deletion first.
+    Update {
+        previous: Option<String>,
+        restore: bool,
+    },
+    Unchanged,
+    /// Someone else's secret: refuse, change nothing.
+    NotOwned(String),
+}
+
+pub async fn plan(client: &SecretsClient, name: &str, subject: &str, content: &Secret) -> Result<SecretPlan, AwsError> {
+    let described = match client.describe_secret().secret_id(name).send().await {
+        Ok(described) => described,
+        Err(e) => {
+            let error = AwsError::from_sdk("DescribeSecret", &e);
+            return if error.is_code("ResourceNotFoundException") {
+                Ok(SecretPlan::Create)
+            } else {
+                Err(error)
+            };
+        }
+    };
+    let tags = described
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
+    if let Err(why) = owned_by_us(tags, subject) {
+        return Ok(SecretPlan::NotOwned(format!("secret {name} is not ours: {why}")));
+    }
+    let current_version = described.version_ids_to_stages().and_then(|versions| {
+        versions
+            .iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+            .map(|(id, _)| id.clone())
+    });
+    if described.deleted_date().is_some() {
+        return Ok(SecretPlan::Update {
+            previous: current_version,
+            restore: true,
+        });
+    }
+    let value = client
+        .get_secret_value()
+        .secret_id(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("GetSecretValue", &e))?;
+    if value.secret_string() == Some(content.expose()) {
+        return Ok(SecretPlan::Unchanged);
+    }
+    Ok(SecretPlan::Update {
+        previous: value.version_id().map(str::to_string).or(current_version),
+        restore: false,
+    })
+}
+
+/// Where and how to write the secret.
+#[derive(Debug, Clone)]
+pub struct SecretTarget {
+    pub name: String,
+    pub kms_key_id: Option<String>,
+    pub subject: String,
+    pub source_arn: String,
+}
+
+pub async fn apply(
+    client: &SecretsClient,
+    target: &SecretTarget,
+    plan: &SecretPlan,
+    content: &Secret,
+) -> Result<bool, AwsError> {
+    match plan {
+        SecretPlan::Unchanged | SecretPlan::NotOwned(_) => Ok(false),
+        SecretPlan::Create => {
+            let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+            client
+                .create_secret()
+                .name(&target.name)
+                .description(format!(
+                    "Connection details of {} (written by crossplane-lambda secret-syncer)",
+                    target.subject
+                ))
+                .secret_string(content.expose())
+                .client_request_token(request_token(content, None))
+                .set_kms_key_id(target.kms_key_id.clone())
+                .tags(tag(OWNER_TAG, OWNER_VALUE))
+                .tags(tag(RESOURCE_TAG, &target.subject))
+                .tags(tag("crossplane-lambda.io/source-arn", &target.source_arn))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("CreateSecret", &e))?;
+            Ok(true)
+        }
+        SecretPlan::Update { previous, restore } => {
+            if *restore {
+                client
+                    .restore_secret()
+                    .secret_id(&target.name)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("RestoreSecret", &e))?;
+            }
+            client
+                .put_secret_value()
+                .secret_id(&target.name)
+                .secret_string(content.expose())
+                .client_request_token(request_token(content, previous.as_deref()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("PutSecretValue", &e))?;
+            Ok(true)
+        }
+    }
+}
+
+/// What deleting the secret did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    Scheduled,
+    AlreadyGone,
+    NotOwned(String),
+}
+
+/// Deletes our secret with a recovery window (7–30 days).
+pub async fn delete(
+    client: &SecretsClient,
+    name: &str,
+    subject: &str,
+    recovery_days: i64,
+) -> Result<Deleted, AwsError> {
+    let described = match client.describe_secret().secret_id(name).send().await {
+        Ok(described) => described,
+        Err(e) => {
+            let error = AwsError::from_sdk("DescribeSecret", &e);
+            return if error.is_code("ResourceNotFoundException") {
+                Ok(Deleted::AlreadyGone)
+            } else {
+                Err(error)
+            };
+        }
+    };
+    let tags = described
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
+    if let Err(why) = owned_by_us(tags, subject) {
+        return Ok(Deleted::NotOwned(format!("secret {name} is not ours: {why}")));
+    }
+    if described.deleted_date().is_some() {
+        return Ok(Deleted::AlreadyGone);
+    }
+    client
+        .delete_secret()
+        .secret_id(name)
+        .recovery_window_in_days(recovery_days)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("DeleteSecret", &e))?;
+    Ok(Deleted::Scheduled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_needs_both_tags_for_this_resource() {
+        let subject = "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/a/instances/db";
+        let ours = [(OWNER_TAG, OWNER_VALUE), (RESOURCE_TAG, subject)];
+        assert!(owned_by_us(ours.into_iter(), subject).is_ok());
+        let other = [(OWNER_TAG, OWNER_VALUE), (RESOURCE_TAG, "/apis/x/v1/things/y")];
+        assert!(
+            owned_by_us(other.into_iter(), subject)
+                .unwrap_err()
+                .contains("belongs to /apis/x")
+        );
+        let foreign = [("team", "dba")];
+        assert!(
+            owned_by_us(foreign.into_iter(), subject)
+                .unwrap_err()
+                .contains(OWNER_TAG)
+        );
+    }
+}
