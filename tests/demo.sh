@@ -9,16 +9,19 @@
 #    sample event. It writes only the difference, restores the drifted tag, keeps the owner.
 # 4. The same event again: nothing changes (no write call).
 # 5. An SQS batch with one invalid record, and a payload that is not JSON at all.
+# 6. secret-syncer publishes the instance's connection details to Secrets Manager and SSM
+#    (password included, masked in this output), a replay writes nothing, a delete retains.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 aws() { "$root/tests/testbed/aws.py" "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-invoke() { timeout 300 "$root/.venv/bin/cargo-lambda" lambda invoke tagger -A 127.0.0.1 -P "$port" --data-file "$1"; }
+invoke() { call tagger "$1"; }
+call() { timeout 300 "$root/.venv/bin/cargo-lambda" lambda invoke "$1" -A 127.0.0.1 -P "$port" --data-file "$2"; }
 pretty() { "$root/.venv/bin/python" -c 'import json,sys; print(json.dumps(json.load(sys.stdin), indent=2))'; }
 
-say "Building the tagger"
-cargo build --quiet -p tagger
+say "Building the functions"
+cargo build --quiet -p tagger -p secret-syncer
 
 arn=arn:aws:rds:us-east-1:123456789012:db:orders-db
 say "Crossplane created RDS instance orders-db (in moto), with the provider's tags and two set by hand"
@@ -33,6 +36,7 @@ say "Tags before"
 aws tags "$arn"
 
 export TAG_POLICY_PARAMETER=/crossplane-lambda/tag-policy
+export SSM_PATH_TEMPLATE='/crossplane/{namespace}/{name}' INCLUDE_PASSWORD=true
 port=$("$root/tests/testbed/watch.sh")
 say "Crossplane reports the instance Ready: cargo lambda invoke tagger --data-file events/ready.namespaced.json"
 invoke events/ready.namespaced.json | pretty
@@ -50,6 +54,20 @@ invoke events/sqs.batch-with-invalid-record.json | pretty
 say "A payload that is not JSON: a clear InvalidEvent, and the function stays up"
 invoke events/invalid/not-json.txt || true
 invoke events/ready.namespaced.json > /dev/null && echo "(the next event is handled as usual)"
+
+say "secret-syncer: publish the connection details (cargo lambda invoke secret-syncer --data-file events/ready.namespaced.json)"
+call secret-syncer events/ready.namespaced.json | pretty
+say "Secrets Manager secret crossplane/team-a/orders-db/connection (password masked here)"
+aws secret crossplane/team-a/orders-db/connection
+say "SSM parameters under /crossplane/team-a/orders-db (password masked here)"
+aws parameters /crossplane/team-a/orders-db
+
+say "The same event again: read, compare, nothing written (still one version)"
+call secret-syncer events/ready.namespaced.json | pretty
+aws secret crossplane/team-a/orders-db/connection | tail -1
+
+say "The database is deleted: with the default DELETE_POLICY=retain the details are kept"
+call secret-syncer events/deleted.namespaced.json | pretty
 
 say "The function's structured log lines (one per decision)"
 grep '"message":"decision"' "$TESTBED_DIR/watch.log" | tail -4 || true

@@ -6,6 +6,8 @@
   aws.py put-policy NAME FILE_OR_JSON      the tagger's policy as an SSM String parameter
   aws.py tags ARN [--json] [--before FILE] the resource's tags as a table (or JSON); with
                                            --before, marks what changed since that JSON
+  aws.py secret NAME                       a secret's JSON value, passwords masked
+  aws.py parameters PATH                   the parameters under a path, passwords masked
 """
 import argparse
 import json
@@ -34,7 +36,7 @@ def create_instance(args):
     out = client("rds").create_db_instance(
         DBInstanceIdentifier=args.id, DBInstanceClass="db.t4g.micro", Engine="postgres",
         EngineVersion="16.4", DBName="orders", MasterUsername="orders_admin",
-        MasterUserPassword="demo-only-password", AllocatedStorage=20,
+        ManageMasterUserPassword=True, AllocatedStorage=20,
         Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
     print(out["DBInstance"]["DBInstanceArn"])
 
@@ -63,6 +65,23 @@ def tags(args):
         print(f"  {mark}{key:<{width}}  {current[key]}{was}")
 
 
+def mask(key, value):
+    return "********" if key.endswith("password") else value
+
+
+def secret(args):
+    value = json.loads(client("secretsmanager").get_secret_value(SecretId=args.name)["SecretString"])
+    versions = client("secretsmanager").list_secret_version_ids(SecretId=args.name)["Versions"]
+    print(json.dumps({k: mask(k, v) for k, v in value.items()}, indent=2, sort_keys=True))
+    print(f"({len(versions)} version{'s' if len(versions) != 1 else ''})")
+
+
+def parameters(args):
+    found = client("ssm").get_parameters_by_path(Path=args.path, WithDecryption=True)["Parameters"]
+    for p in sorted(found, key=lambda p: p["Name"]):
+        print(f"  {p['Name']:<48} {p['Type']:<13} {mask(p['Name'], p['Value'])}  (version {p['Version']})")
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +99,12 @@ def main():
     p.add_argument("--json", action="store_true")
     p.add_argument("--before")
     p.set_defaults(run=tags)
+    p = sub.add_parser("secret")
+    p.add_argument("name")
+    p.set_defaults(run=secret)
+    p = sub.add_parser("parameters")
+    p.add_argument("path")
+    p.set_defaults(run=parameters)
     args = parser.parse_args()
     args.run(args)
 

@@ -8,7 +8,9 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 port=$("$root/.venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 envs=()
 for name in AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_ACCOUNT_ID AWS_EC2_METADATA_DISABLED \
-            TAG_POLICY_PARAMETER TAG_POLICY_TTL_SECONDS ALLOWED_ACCOUNTS ALLOWED_REGIONS AWS_LAMBDA_LOG_LEVEL AWS_LAMBDA_LOG_FORMAT; do
+            TAG_POLICY_PARAMETER TAG_POLICY_TTL_SECONDS ALLOWED_ACCOUNTS ALLOWED_REGIONS AWS_LAMBDA_LOG_LEVEL AWS_LAMBDA_LOG_FORMAT \
+            SECRET_NAME_TEMPLATE SECRET_KMS_KEY_ID SSM_PATH_TEMPLATE SSM_KMS_KEY_ID INCLUDE_PASSWORD DELETE_POLICY \
+            SECRET_RECOVERY_WINDOW_DAYS MAX_CONCURRENCY; do
   if [ -n "${!name:-}" ]; then envs+=(--env-var "$name=${!name}"); fi
 done
 cd "$root"

@@ -351,3 +351,12 @@ fn structured_http_and_sns_in_sqs() {
     };
     assert_eq!(records[0].events.as_ref().unwrap()[0].lifecycle, Lifecycle::Ready);
 }
+
+#[test]
+fn rds_cluster_sample() {
+    let e = one("ready.rds-cluster.namespaced.json");
+    assert_eq!(e.lifecycle, Lifecycle::Ready);
+    assert_eq!(e.resource.kind, "Cluster");
+    assert_eq!(e.resource.subject(), "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/clusters/orders-db");
+    assert_eq!(e.resource.arn.as_deref(), Some("arn:aws:rds:us-east-1:123456789012:cluster:orders-db"));
+}
