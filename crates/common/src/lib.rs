@@ -18,6 +18,7 @@
 pub mod aws;
 pub mod cloudevent;
 pub mod error;
+pub mod idempotency;
 pub mod intake;
 pub mod kinds;
 pub mod logging;

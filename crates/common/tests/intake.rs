@@ -357,6 +357,12 @@ fn rds_cluster_sample() {
     let e = one("ready.rds-cluster.namespaced.json");
     assert_eq!(e.lifecycle, Lifecycle::Ready);
     assert_eq!(e.resource.kind, "Cluster");
-    assert_eq!(e.resource.subject(), "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/clusters/orders-db");
-    assert_eq!(e.resource.arn.as_deref(), Some("arn:aws:rds:us-east-1:123456789012:cluster:orders-db"));
+    assert_eq!(
+        e.resource.subject(),
+        "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/clusters/orders-db"
+    );
+    assert_eq!(
+        e.resource.arn.as_deref(),
+        Some("arn:aws:rds:us-east-1:123456789012:cluster:orders-db")
+    );
 }
