@@ -1,22 +1,25 @@
 #!/usr/bin/env python3
 """A local stand-in for Slack incoming webhooks (DESIGN.md section 9).
 
-POST /services/...        records the JSON body and answers like Slack ("ok"), unless a failure
-                          was queued: then answers with it (e.g. 429 with Retry-After, 500, 404).
-GET  /_sink/messages      the bodies received so far, as a JSON array.
-POST /_sink/fail          queue failures: {"status": 429, "body": "rate_limited",
-                          "retry_after": 1, "times": 1}.
-POST /_sink/reset         forget messages and queued failures.
+POST /services/...        records the request and answers like Slack ("ok"), unless a failure
+                          was queued for that path: then answers with it (429 with Retry-After,
+                          500, 404 channel_not_found, ...) and records it as refused.
+GET  /_sink/messages      what was received, as a JSON array of {path, body, at, answered};
+                          ?path=/services/... keeps that webhook's only (tests run in parallel).
+POST /_sink/fail          queue failures for a path: {"path": "/services/...", "status": 429,
+                          "body": "rate_limited", "retry_after": 1, "times": 1}.
+POST /_sink/reset         forget everything.
 """
 import argparse
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 messages = []
-failures = []
+failures = {}  # path -> [failure, ...]
 
 
 class Sink(BaseHTTPRequestHandler):
@@ -38,9 +41,12 @@ class Sink(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def do_GET(self):
-        if self.path == "/_sink/messages":
+        path, _, query = self.path.partition("?")
+        if path == "/_sink/messages":
+            wanted = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("path")
             with lock:
-                self._answer(200, json.dumps(messages), content_type="application/json")
+                found = [m for m in messages if wanted is None or m["path"] == wanted]
+            self._answer(200, json.dumps(found), content_type="application/json")
         else:
             self._answer(404, "no_service")
 
@@ -54,23 +60,24 @@ class Sink(BaseHTTPRequestHandler):
         if self.path == "/_sink/fail":
             spec = json.loads(body or b"{}")
             with lock:
-                failures.extend([spec] * int(spec.get("times", 1)))
+                failures.setdefault(spec.get("path", ""), []).extend([spec] * int(spec.get("times", 1)))
             return self._answer(200, "ok")
         if not self.path.startswith("/services/"):
             return self._answer(404, "no_service")
-        with lock:
-            failure = failures.pop(0) if failures else None
-        if failure:
-            headers = {}
-            if "retry_after" in failure:
-                headers["Retry-After"] = str(failure["retry_after"])
-            return self._answer(int(failure.get("status", 500)), failure.get("body", "error"), headers)
         try:
             payload = json.loads(body)
         except ValueError:
             return self._answer(400, "invalid_payload")
         with lock:
-            messages.append({"path": self.path, "body": payload})
+            queued = failures.get(self.path) or failures.get("") or []
+            failure = queued.pop(0) if queued else None
+            messages.append({"path": self.path, "body": payload, "at": time.time(),
+                             "answered": int(failure.get("status", 500)) if failure else 200})
+        if failure:
+            headers = {}
+            if "retry_after" in failure:
+                headers["Retry-After"] = str(failure["retry_after"])
+            return self._answer(int(failure.get("status", 500)), failure.get("body", "error"), headers)
         print(json.dumps(payload, indent=2), flush=True)
         return self._answer(200, "ok")
 

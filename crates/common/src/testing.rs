@@ -150,3 +150,43 @@ pub async fn create_cluster(sdk: &aws_config::SdkConfig, id: &str, managed: Mana
         .await
         .expect("create the RDS cluster in moto");
 }
+
+/// Creates the idempotency table as `infra/` does (partition key `id`); an existing one is fine.
+pub async fn create_idempotency_table(sdk: &aws_config::SdkConfig, table: &str) {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let result = aws_sdk_dynamodb::Client::new(sdk)
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .send()
+        .await;
+    if let Err(e) = result {
+        let in_use = e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception());
+        assert!(in_use, "create the idempotency table: {e:?}");
+    }
+}
+
+/// Stores a Slack webhook URL in Secrets Manager, as the platform team would.
+pub async fn put_webhook_secret(sdk: &aws_config::SdkConfig, name: &str, url: &str) {
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(name)
+        .secret_string(serde_json::json!({ "url": url }).to_string())
+        .send()
+        .await
+        .expect("create the webhook secret");
+}
