@@ -3,7 +3,7 @@
 # they create the project-local .venv (moto[server], cargo-lambda, ziglang; pinned in
 # tests/testbed/requirements.txt) and start/stop the local services themselves.
 
-FUNCTIONS := tagger secret-syncer
+FUNCTIONS := tagger secret-syncer slack-notifier
 FUNCTION ?= tagger
 EVENT ?= events/ready.namespaced.json
 TESTBED := tests/testbed

@@ -11,6 +11,8 @@
 # 5. An SQS batch with one invalid record, and a payload that is not JSON at all.
 # 6. secret-syncer publishes the instance's connection details to Secrets Manager and SSM
 #    (password included, masked in this output), a replay writes nothing, a delete retains.
+# 7. slack-notifier tells the local Slack sink once; a replay and the same change from another
+#    source (Knative) post nothing more.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,7 +23,7 @@ call() { timeout 300 "$root/.venv/bin/cargo-lambda" lambda invoke "$1" -A 127.0.
 pretty() { "$root/.venv/bin/python" -c 'import json,sys; print(json.dumps(json.load(sys.stdin), indent=2))'; }
 
 say "Building the functions"
-cargo build --quiet -p tagger -p secret-syncer
+cargo build --quiet -p tagger -p secret-syncer -p slack-notifier
 
 arn=arn:aws:rds:us-east-1:123456789012:db:orders-db
 say "Crossplane created RDS instance orders-db (in moto), with the provider's tags and two set by hand"
@@ -37,6 +39,11 @@ aws tags "$arn"
 
 export TAG_POLICY_PARAMETER=/crossplane-lambda/tag-policy
 export SSM_PATH_TEMPLATE='/crossplane/{namespace}/{name}' INCLUDE_PASSWORD=true
+# slack-notifier: the webhook URL (the local Slack sink) in Secrets Manager, the idempotency table.
+aws create-table crossplane-lambda-idempotency
+aws put-secret crossplane-lambda/slack-webhook "{\"url\": \"$SLACK_SINK_URL/services/T0DEMO/B0DEMO/demo\"}"
+export SLACK_WEBHOOK_SECRET=crossplane-lambda/slack-webhook IDEMPOTENCY_TABLE=crossplane-lambda-idempotency
+export SLACK_ALLOW_LOOPBACK_HTTP=true  # the sink is plain http on 127.0.0.1: test bed only
 port=$("$root/tests/testbed/watch.sh")
 say "Crossplane reports the instance Ready: cargo lambda invoke tagger --data-file events/ready.namespaced.json"
 invoke events/ready.namespaced.json | pretty
@@ -68,6 +75,28 @@ aws secret crossplane/team-a/orders-db/connection | tail -1
 
 say "The database is deleted: with the default DELETE_POLICY=retain the details are kept"
 call secret-syncer events/deleted.namespaced.json | pretty
+
+slack() { # what the local Slack sink received
+  curl -s "$SLACK_SINK_URL/_sink/messages?path=/services/T0DEMO/B0DEMO/demo" | "$root/.venv/bin/python" -c '
+import json, sys
+messages = json.load(sys.stdin)
+print(f"{len(messages)} message(s) received by the Slack sink")
+for m in messages:
+    print("  text:", m["body"]["text"])
+    for block in m["body"]["blocks"]:
+        if block["type"] == "section" and "fields" in block:
+            print("  fields:", " | ".join(f["text"].replace("\n", ": ") for f in block["fields"]))
+        elif block["type"] == "context":
+            print("  context:", " ".join(e["text"] for e in block["elements"]))
+'
+}
+say "slack-notifier: the instance is ready (cargo lambda invoke slack-notifier --data-file events/ready.namespaced.json)"
+call slack-notifier events/ready.namespaced.json | pretty
+slack
+say "The same change again, and from another source (a Knative ApiServerSource update of the same object)"
+call slack-notifier events/ready.namespaced.json | pretty
+call slack-notifier events/knative.resource-update.json | pretty
+slack
 
 say "The function's structured log lines (one per decision)"
 grep '"message":"decision"' "$TESTBED_DIR/watch.log" | tail -4 || true

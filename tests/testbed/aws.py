@@ -6,6 +6,8 @@
   aws.py put-policy NAME FILE_OR_JSON      the tagger's policy as an SSM String parameter
   aws.py tags ARN [--json] [--before FILE] the resource's tags as a table (or JSON); with
                                            --before, marks what changed since that JSON
+  aws.py create-table NAME                 the idempotency table (partition key id, TTL expires_at)
+  aws.py put-secret NAME VALUE             a Secrets Manager secret (the Slack webhook)
   aws.py secret NAME                       a secret's JSON value, passwords masked
   aws.py parameters PATH                   the parameters under a path, passwords masked
 """
@@ -82,6 +84,23 @@ def parameters(args):
         print(f"  {p['Name']:<48} {p['Type']:<13} {mask(p['Name'], p['Value'])}  (version {p['Version']})")
 
 
+def create_table(args):
+    dynamodb = client("dynamodb")
+    try:
+        dynamodb.create_table(
+            TableName=args.name, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+    except dynamodb.exceptions.ResourceInUseException:
+        pass
+    dynamodb.update_time_to_live(TableName=args.name, TimeToLiveSpecification={
+        "Enabled": True, "AttributeName": "expires_at"})
+
+
+def put_secret(args):
+    client("secretsmanager").create_secret(Name=args.name, SecretString=args.value)
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +124,13 @@ def main():
     p = sub.add_parser("parameters")
     p.add_argument("path")
     p.set_defaults(run=parameters)
+    p = sub.add_parser("create-table")
+    p.add_argument("name")
+    p.set_defaults(run=create_table)
+    p = sub.add_parser("put-secret")
+    p.add_argument("name")
+    p.add_argument("value")
+    p.set_defaults(run=put_secret)
     args = parser.parse_args()
     args.run(args)
 

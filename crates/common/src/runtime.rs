@@ -107,7 +107,7 @@ impl Invocation {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let remaining = Duration::from_millis(context.deadline.saturating_sub(now_ms));
+        let remaining = Duration::from_millis(remaining_ms(context.deadline, now_ms));
         Invocation {
             request_id: context.request_id.clone(),
             scope: Scope { account, region },
@@ -117,6 +117,18 @@ impl Invocation {
 
     pub fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Lambda sends the deadline as epoch milliseconds; the cargo lambda emulator sends the
+/// function's timeout instead. A value before 2001 cannot be an epoch deadline: take it as
+/// the time left.
+fn remaining_ms(deadline_ms: u64, now_ms: u64) -> u64 {
+    const YEAR_2001_MS: u64 = 978_307_200_000;
+    if deadline_ms < YEAR_2001_MS {
+        deadline_ms
+    } else {
+        deadline_ms.saturating_sub(now_ms)
     }
 }
 
@@ -311,6 +323,17 @@ fn http_response(status: i64, body: &Value) -> Value {
 
 /// The payload as the runtime received it. The runtime would otherwise parse it first and
 /// answer a non-JSON payload with its own generic error; [`RawPayloadLayer`] hands us the bytes.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn deadlines_as_lambda_and_as_cargo_lambda_send_them() {
+        let now = 1_795_309_267_521;
+        assert_eq!(super::remaining_ms(now + 29_000, now), 29_000);
+        assert_eq!(super::remaining_ms(now - 5, now), 0);
+        assert_eq!(super::remaining_ms(600_000, now), 600_000);
+    }
+}
+
 #[derive(Debug)]
 pub struct RawPayload(pub Vec<u8>);
 
@@ -366,6 +389,12 @@ pub async fn run<H: Handler>(handler: H) -> Result<(), lambda_runtime::Error> {
         let handler = Arc::clone(&handler);
         async move {
             let invocation = Invocation::from_context(&event.context);
+            tracing::debug!(
+                request_id = %invocation.request_id,
+                remaining_ms = invocation.remaining().as_millis() as u64,
+                deadline_ms = event.context.deadline,
+                "invocation"
+            );
             dispatch(handler.as_ref(), &event.payload.0, &invocation, concurrency).await
         }
     });
