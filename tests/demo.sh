@@ -77,9 +77,9 @@ say "The database is deleted: with the default DELETE_POLICY=retain the details 
 call secret-syncer events/deleted.namespaced.json | pretty
 
 slack() { # what the local Slack sink received
-  curl -s "$SLACK_SINK_URL/_sink/messages?path=/services/T0DEMO/B0DEMO/demo" | "$root/.venv/bin/python" -c '
-import json, sys
-messages = json.load(sys.stdin)
+  "$root/.venv/bin/python" -c '
+import json, sys, urllib.request
+messages = json.load(urllib.request.urlopen(sys.argv[1]))
 print(f"{len(messages)} message(s) received by the Slack sink")
 for m in messages:
     print("  text:", m["body"]["text"])
@@ -88,7 +88,7 @@ for m in messages:
             print("  fields:", " | ".join(f["text"].replace("\n", ": ") for f in block["fields"]))
         elif block["type"] == "context":
             print("  context:", " ".join(e["text"] for e in block["elements"]))
-'
+' "$SLACK_SINK_URL/_sink/messages?path=/services/T0DEMO/B0DEMO/demo"
 }
 say "slack-notifier: the instance is ready (cargo lambda invoke slack-notifier --data-file events/ready.namespaced.json)"
 call slack-notifier events/ready.namespaced.json | pretty

@@ -1,4 +1,4 @@
-//! End to end: the real `tagger` binary under `cargo lambda watch` (the Lambda Runtime API
+//! End to end: the real binaries under `cargo lambda watch` (the Lambda Runtime API
 //! emulator), invoked with `cargo lambda invoke --data-file events/…`, against moto.
 //! Run inside the test bed (`make test`).
 
@@ -32,6 +32,10 @@ impl Drop for Watch {
 }
 
 fn invoke(port: &str, file: &str) -> Output {
+    invoke_function("tagger", port, file)
+}
+
+fn invoke_function(function: &str, port: &str, file: &str) -> Output {
     let cargo_lambda = root().join(".venv/bin/cargo-lambda");
     let cargo_lambda = cargo_lambda.to_str().unwrap();
     run(
@@ -41,7 +45,7 @@ fn invoke(port: &str, file: &str) -> Output {
             cargo_lambda,
             "lambda",
             "invoke",
-            "tagger",
+            function,
             "-A",
             "127.0.0.1",
             "-P",
@@ -64,7 +68,7 @@ fn result(output: &Output) -> Value {
 }
 
 #[test]
-fn tagger_through_cargo_lambda_watch_and_invoke() {
+fn the_functions_through_cargo_lambda_watch_and_invoke() {
     let testbed = std::env::var("TESTBED_DIR").expect("run inside the test bed: `make test`");
     let arn = "arn:aws:rds:us-east-1:123456789012:db:orders-db";
     let created = run(
@@ -77,10 +81,25 @@ fn tagger_through_cargo_lambda_watch_and_invoke() {
     let put = run("tests/testbed/aws.py", &["put-policy", "/e2e/tag-policy", policy], &[]);
     assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
 
+    let sink = std::env::var("SLACK_SINK_URL").expect("the Slack sink of the test bed");
+    let webhook = format!(r#"{{"url": "{sink}/services/T0E2E/B0E2E/e2e"}}"#);
+    for args in [
+        &["create-table", "e2e-idempotency"][..],
+        &["put-secret", "e2e/slack-webhook", &webhook][..],
+    ] {
+        let done = run("tests/testbed/aws.py", args, &[]);
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    }
     let watch = run(
         "tests/testbed/watch.sh",
         &[],
-        &[("TAG_POLICY_PARAMETER", "/e2e/tag-policy")],
+        &[
+            ("TAG_POLICY_PARAMETER", "/e2e/tag-policy"),
+            ("SSM_PATH_TEMPLATE", "/e2e/{namespace}/{name}"),
+            ("SLACK_WEBHOOK_SECRET", "e2e/slack-webhook"),
+            ("SLACK_ALLOW_LOOPBACK_HTTP", "true"),
+            ("IDEMPOTENCY_TABLE", "e2e-idempotency"),
+        ],
     );
     assert!(
         watch.status.success(),
@@ -122,6 +141,30 @@ fn tagger_through_cargo_lambda_watch_and_invoke() {
         batch["batchItemFailures"][0]["itemIdentifier"],
         "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e05"
     );
+
+    // The other two functions, served by the same `cargo lambda watch`.
+    let synced = result(&invoke_function("secret-syncer", &port, "events/ready.namespaced.json"));
+    assert_eq!(synced["results"][0]["outcome"], "applied", "{synced}");
+    let again = result(&invoke_function("secret-syncer", &port, "events/ready.namespaced.json"));
+    assert_eq!(again["results"][0]["outcome"], "unchanged", "{again}");
+    let told = result(&invoke_function(
+        "slack-notifier",
+        &port,
+        "events/ready.namespaced.json",
+    ));
+    assert_eq!(told["results"][0]["outcome"], "applied", "{told}");
+    let same_change = result(&invoke_function(
+        "slack-notifier",
+        &port,
+        "events/knative.resource-update.json",
+    ));
+    assert_eq!(same_change["results"][0]["outcome"], "duplicate", "{same_change}");
+    let url = format!("{sink}/_sink/messages?path=/services/T0E2E/B0E2E/e2e");
+    let python = root().join(".venv/bin/python");
+    let fetch = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())";
+    let received = run(python.to_str().unwrap(), &["-c", fetch, &url], &[]);
+    let received: Value = serde_json::from_slice(&received.stdout).unwrap();
+    assert_eq!(received.as_array().map(Vec::len), Some(1), "{received}");
 
     // One JSON log line per decision, with the event id and the resource.
     let log = std::fs::read_to_string(format!("{testbed}/watch.log")).unwrap();
