@@ -1,7 +1,7 @@
 //! AWS SDK glue: the configuration built once per cold start, error classification,
 //! and a counter of the calls made (the "AWS calls per event" of DESIGN.md §10).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -113,6 +113,8 @@ impl From<AwsError> for HandlerError {
 #[derive(Debug, Clone, Default)]
 pub struct CallCounter {
     calls: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Every operation ever counted, kept across [`CallCounter::reset`].
+    seen: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl CallCounter {
@@ -120,7 +122,7 @@ impl CallCounter {
         Self::default()
     }
 
-    /// The calls made so far, e.g. `{"ResourceGroupsTaggingAPI.GetResources": 1}`.
+    /// The calls made so far, e.g. `{"Resource Groups Tagging API.GetResources": 1}`.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
@@ -141,6 +143,11 @@ impl CallCounter {
     /// Calls that change something: by AWS's naming, every operation that is not a read.
     pub fn writes(&self) -> u64 {
         self.count_where(|name| !is_read_operation(name))
+    }
+
+    /// Every operation counted since the counter was made, resets included.
+    pub fn operations_seen(&self) -> BTreeSet<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub fn reset(&self) {
@@ -173,6 +180,9 @@ impl Intercept for CallCounter {
             .load::<Metadata>()
             .map(|m| format!("{}.{}", m.service(), m.name()))
             .unwrap_or_else(|| "unknown".to_string());
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(name.clone());
+        }
         if let Ok(mut calls) = self.calls.lock() {
             *calls.entry(name).or_default() += 1;
         }
@@ -186,9 +196,9 @@ mod tests {
 
     #[test]
     fn reads_and_writes_by_name() {
-        assert!(is_read_operation("ResourceGroupsTaggingAPI.GetResources"));
+        assert!(is_read_operation("Resource Groups Tagging API.GetResources"));
         assert!(is_read_operation("RDS.DescribeDBInstances"));
-        assert!(!is_read_operation("ResourceGroupsTaggingAPI.TagResources"));
+        assert!(!is_read_operation("Resource Groups Tagging API.TagResources"));
         assert!(!is_read_operation("SecretsManager.PutSecretValue"));
     }
 

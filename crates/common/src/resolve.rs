@@ -16,7 +16,7 @@ pub const TAG_NAME: &str = "crossplane-name";
 pub const TAG_NAMESPACE: &str = "crossplane-namespace";
 
 /// The tag reads resolution needs, behind a trait so the logic is testable without AWS.
-/// The AWS implementation is `ResourceGroupsTaggingAPI.GetResources`.
+/// The AWS implementation is `Resource Groups Tagging API.GetResources`.
 pub trait TagReader: Send + Sync {
     /// The tags of one resource, or `None` when it does not exist (or carries no tags at all).
     fn tags_of(&self, arn: &str) -> impl Future<Output = Result<Option<Tags>, AwsError>> + Send;

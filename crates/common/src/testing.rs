@@ -190,3 +190,45 @@ pub async fn put_webhook_secret(sdk: &aws_config::SdkConfig, name: &str, url: &s
         .await
         .expect("create the webhook secret");
 }
+
+/// What a function declares it calls: its `AWS_OPERATIONS`.
+pub type Declared = &'static [(&'static str, &'static [&'static str])];
+
+/// A [`CallCounter`](crate::aws::CallCounter) that, when the test ends, checks every AWS
+/// operation it saw is one the function declares (its `AWS_OPERATIONS`, against which the
+/// deployment's IAM policy is checked): a call added to the code without a declaration, and
+/// so without a policy change, fails the test that makes it.
+pub struct DeclaredCounter {
+    counter: crate::aws::CallCounter,
+    declared: Declared,
+}
+
+impl DeclaredCounter {
+    pub fn new(declared: Declared) -> Self {
+        DeclaredCounter {
+            counter: crate::aws::CallCounter::new(),
+            declared,
+        }
+    }
+}
+
+impl std::ops::Deref for DeclaredCounter {
+    type Target = crate::aws::CallCounter;
+    fn deref(&self) -> &Self::Target {
+        &self.counter
+    }
+}
+
+impl Drop for DeclaredCounter {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        for operation in self.counter.operations_seen() {
+            assert!(
+                self.declared.iter().any(|(name, _)| *name == operation),
+                "{operation} is called but not declared in AWS_OPERATIONS (and so not in the IAM policy)"
+            );
+        }
+    }
+}

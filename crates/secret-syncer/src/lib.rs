@@ -22,6 +22,29 @@ use crate::document::{ConnectionDetails, Secret};
 use crate::secrets::{Deleted, SecretPlan, SecretTarget};
 
 pub const NAME: &str = "secret-syncer";
+
+/// Every AWS operation this function's code calls (as the SDK names it: `Service.Operation`),
+/// with the IAM actions it needs. The one declaration the deployment's IAM policy is checked
+/// against (`tests/infra`), and that the moto tests check every call made against.
+pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
+    ("RDS.ListTagsForResource", &["rds:ListTagsForResource"]),
+    ("Resource Groups Tagging API.GetResources", &["tag:GetResources"]),
+    ("RDS.DescribeDBInstances", &["rds:DescribeDBInstances"]),
+    ("RDS.DescribeDBClusters", &["rds:DescribeDBClusters"]),
+    ("Secrets Manager.DescribeSecret", &["secretsmanager:DescribeSecret"]),
+    ("Secrets Manager.GetSecretValue", &["secretsmanager:GetSecretValue"]),
+    (
+        "Secrets Manager.CreateSecret",
+        &["secretsmanager:CreateSecret", "secretsmanager:TagResource"],
+    ),
+    ("Secrets Manager.PutSecretValue", &["secretsmanager:PutSecretValue"]),
+    ("Secrets Manager.RestoreSecret", &["secretsmanager:RestoreSecret"]),
+    ("Secrets Manager.DeleteSecret", &["secretsmanager:DeleteSecret"]),
+    ("SSM.GetParametersByPath", &["ssm:GetParametersByPath"]),
+    ("SSM.ListTagsForResource", &["ssm:ListTagsForResource"]),
+    ("SSM.PutParameter", &["ssm:PutParameter", "ssm:AddTagsToResource"]),
+    ("SSM.DeleteParameters", &["ssm:DeleteParameters"]),
+];
 pub const DEFAULT_SECRET_TEMPLATE: &str = "crossplane/{namespace}/{name}/connection";
 
 /// What to do with the published details when the database is deleted.

@@ -4,6 +4,7 @@
 use aws_sdk_secretsmanager::types::Tag;
 use common::aws::CallCounter;
 use common::runtime::dispatch;
+use common::testing::DeclaredCounter;
 use common::testing::{
     Managed, cluster_arn, cluster_event, create_cluster, create_instance, db_arn, invocation, moto_config, ready_event,
 };
@@ -95,7 +96,7 @@ async fn first_sync_of_an_instance_then_a_replay_writes_nothing() {
     let sdk = moto_config().await;
     let id = "ss-first";
     create_instance(&sdk, id, &[], Managed::Namespaced).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
     let syncer = syncer(settings(), &counter).await;
 
     let (outcome, detail) = run(&syncer, &ready_event(id)).await;
@@ -143,7 +144,7 @@ async fn first_sync_of_a_cluster_carries_the_reader_endpoint() {
     let sdk = moto_config().await;
     let id = "ss-cluster";
     create_cluster(&sdk, id, Managed::Namespaced).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
     let syncer = syncer(Settings::default(), &counter).await;
     let (outcome, detail) = run(&syncer, &cluster_event(id)).await;
     assert_eq!(outcome, "applied", "{detail}");
@@ -167,7 +168,7 @@ async fn an_endpoint_change_makes_exactly_one_new_version() {
     let sdk = moto_config().await;
     let id = "ss-change";
     create_instance(&sdk, id, &[], Managed::Namespaced).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
     let syncer = syncer(Settings::default(), &counter).await;
     assert_eq!(run(&syncer, &ready_event(id)).await.0, "applied");
     let name = format!("crossplane/team-a/{id}/connection");
@@ -213,7 +214,7 @@ async fn a_secret_we_do_not_own_is_refused_and_untouched() {
         .send()
         .await
         .unwrap();
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
     let syncer = syncer(settings(), &counter).await;
     let (outcome, detail) = run(&syncer, &ready_event(id)).await;
     assert_eq!(outcome, "refused");
@@ -245,7 +246,7 @@ async fn a_parameter_we_do_not_own_is_refused() {
         .send()
         .await
         .unwrap();
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
     let syncer = syncer(settings(), &counter).await;
     let (outcome, detail) = run(&syncer, &ready_event(id)).await;
     assert_eq!(outcome, "refused");
@@ -258,7 +259,7 @@ async fn the_password_is_included_only_when_configured() {
     let sdk = moto_config().await;
     let id = "ss-password";
     create_instance(&sdk, id, &[], Managed::Namespaced).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
     let with_password = Settings {
         include_password: true,
         ..settings()
@@ -297,7 +298,7 @@ async fn the_password_is_included_only_when_configured() {
 
 #[tokio::test]
 async fn a_stale_ready_for_a_vanished_instance_does_nothing() {
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
     let syncer = syncer(settings(), &counter).await;
     let (outcome, detail) = run(&syncer, &ready_event("ss-never-existed")).await;
     assert_eq!(outcome, "skipped", "{detail}");
@@ -309,7 +310,7 @@ async fn deletion_retains_by_default_and_deletes_when_configured() {
     let sdk = moto_config().await;
     let id = "ss-delete";
     create_instance(&sdk, id, &[], Managed::Namespaced).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
     let retain = syncer(settings(), &counter).await;
     assert_eq!(run(&retain, &ready_event(id)).await.0, "applied");
     let name = format!("crossplane/team-a/{id}/connection");
@@ -366,7 +367,7 @@ async fn deletion_retains_by_default_and_deletes_when_configured() {
 
 #[tokio::test]
 async fn a_resource_that_is_not_a_database_is_skipped_without_calls() {
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
     let syncer = syncer(settings(), &counter).await;
     let mut event = ready_event("ss-bucket");
     event["data"]["apiVersion"] = json!("s3.aws.m.upbound.io/v1beta1");

@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::aws::CallCounter;
 use common::runtime::dispatch;
+use common::testing::DeclaredCounter;
 use common::testing::{Managed, create_instance, invocation, moto_config, ready_event};
 use secret_syncer::{SecretSyncer, Settings};
 use tracing::level_filters::LevelFilter;
@@ -41,7 +41,11 @@ async fn the_password_reaches_no_log_line_error_or_outcome() {
         parameter_path_template: Some("/crossplane/{namespace}/{name}".into()),
         ..Settings::default()
     };
-    let syncer = SecretSyncer::from_sdk_config(&sdk, settings, Some(&CallCounter::new()));
+    let syncer = SecretSyncer::from_sdk_config(
+        &sdk,
+        settings,
+        Some(&DeclaredCounter::new(secret_syncer::AWS_OPERATIONS)),
+    );
     let mut outputs = Vec::new();
     // First sync, replay, and a change: every code path that reads or writes the password.
     for event in [ready_event(id), ready_event(id)] {

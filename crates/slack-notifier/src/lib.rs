@@ -22,6 +22,19 @@ use crate::webhook::{Allowlist, Poster, WebhookSource};
 
 pub const NAME: &str = "slack-notifier";
 
+/// Every AWS operation this function's code calls (as the SDK names it: `Service.Operation`),
+/// with the IAM actions it needs. The one declaration the deployment's IAM policy is checked
+/// against (`tests/infra`), and that the moto tests check every call made against.
+pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
+    ("RDS.ListTagsForResource", &["rds:ListTagsForResource"]),
+    ("Resource Groups Tagging API.GetResources", &["tag:GetResources"]),
+    ("Secrets Manager.GetSecretValue", &["secretsmanager:GetSecretValue"]),
+    ("DynamoDB.PutItem", &["dynamodb:PutItem"]),
+    ("DynamoDB.GetItem", &["dynamodb:GetItem"]),
+    ("DynamoDB.UpdateItem", &["dynamodb:UpdateItem"]),
+    ("DynamoDB.DeleteItem", &["dynamodb:DeleteItem"]),
+];
+
 /// The configuration, from the environment (documented in the README).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {

@@ -8,6 +8,7 @@ use common::aws::CallCounter;
 use common::idempotency;
 use common::intake::{Intake, read_payload};
 use common::runtime::dispatch;
+use common::testing::DeclaredCounter;
 use common::testing::{
     Managed, create_idempotency_table, create_instance, db_arn, invocation, moto_config, put_webhook_secret,
     ready_event, sample,
@@ -108,7 +109,7 @@ async fn one_message_for_a_ready_event_and_none_for_a_replay() {
     let id = "sn-ready";
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
     let notifier = notifier(settings(&hook), &counter).await;
 
     let (outcome, detail) = run(&notifier, &ready_event(id)).await.unwrap();
@@ -138,7 +139,7 @@ async fn the_same_transition_from_two_sources_is_one_message() {
     let id = "sn-two-sources";
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
-    let notifier = notifier(settings(&hook), &CallCounter::new()).await;
+    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
     let ours = ready_event(id);
     let mut knative = sample("knative.resource-update.json");
     knative["data"] = ours["data"].clone();
@@ -159,7 +160,7 @@ async fn ten_concurrent_duplicates_make_exactly_one_message() {
     let id = "sn-concurrent";
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
-    let notifier = notifier(settings(&hook), &CallCounter::new()).await;
+    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
     let event = ready_event(id);
     let runs = (0..10).map(|_| run(&notifier, &event));
     let outcomes = futures_util::future::join_all(runs).await;
@@ -184,7 +185,7 @@ async fn a_429_is_honoured_then_the_message_goes_through() {
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
     fail_next(&hook, json!({"status": 429, "body": "rate_limited", "retry_after": 1})).await;
-    let notifier = notifier(settings(&hook), &CallCounter::new()).await;
+    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
     let started = Instant::now();
     assert_eq!(run(&notifier, &ready_event(id)).await.unwrap().0, "applied");
     assert!(started.elapsed() >= Duration::from_secs(1), "waited for Retry-After");
@@ -198,7 +199,7 @@ async fn a_500_is_retryable_and_the_retry_posts_once() {
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
     fail_next(&hook, json!({"status": 500, "body": "internal_error"})).await;
-    let notifier = notifier(settings(&hook), &CallCounter::new()).await;
+    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
     let error = run(&notifier, &ready_event(id)).await.unwrap_err();
     assert_eq!(error.error_type(), "RetryableFailure", "{error}");
     assert!(delivered(&hook).await.is_empty());
@@ -217,7 +218,7 @@ async fn a_404_channel_not_found_is_permanent_and_reported() {
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
     fail_next(&hook, json!({"status": 404, "body": "channel_not_found"})).await;
-    let notifier = notifier(settings(&hook), &CallCounter::new()).await;
+    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
     let error = run(&notifier, &ready_event(id)).await.unwrap_err();
     assert_eq!(error.error_type(), "PermanentFailure");
     assert!(error.message().contains("channel_not_found"), "{error}");
@@ -236,7 +237,7 @@ async fn a_crash_after_claiming_expires_and_a_later_retry_posts_exactly_once() {
     let hook = webhook(id).await;
     let mut settings = settings(&hook);
     settings.wait_for_other = Duration::from_millis(300);
-    let notifier = notifier(settings, &CallCounter::new()).await;
+    let notifier = notifier(settings, &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
     let event = ready_event(id);
     // An invocation claims the change with 1.5 s to live, then dies before posting.
     let key = idempotency::key_for(slack_notifier::NAME, &resource_event(&event));
@@ -263,7 +264,7 @@ async fn a_disallowed_webhook_host_is_refused_before_any_request() {
     create_instance(&sdk, id, &[], Managed::Namespaced).await;
     let secret = format!("tests/{id}/slack-webhook");
     put_webhook_secret(&sdk, &secret, "https://evil.example.com/services/T0/B0/stolen").await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
     let mut settings = Settings::new(&secret, TABLE);
     settings.allowlist.loopback_http = true;
     let notifier = notifier(settings, &counter).await;
@@ -286,7 +287,7 @@ async fn a_disallowed_webhook_host_is_refused_before_any_request() {
 async fn deleted_and_failed_are_announced_with_the_reason_escaped() {
     let id = "sn-failed";
     let hook = webhook(id).await;
-    let notifier = notifier(settings(&hook), &CallCounter::new()).await;
+    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
     // No instance in moto: a failed or deleted resource need not exist.
     let mut failed = ready_event(id);
     failed["type"] = json!("io.crossplane.managed.failed");
@@ -314,7 +315,7 @@ async fn an_sqs_batch_posts_no_faster_than_the_interval() {
     let hook = webhook("sn-batch").await;
     let mut settings = settings(&hook);
     settings.min_interval = Duration::from_millis(400);
-    let notifier = notifier(settings, &CallCounter::new()).await;
+    let notifier = notifier(settings, &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
     let records: Vec<Value> = ids
         .iter()
         .map(|id| json!({"messageId": id, "eventSource": "aws:sqs", "body": ready_event(id).to_string()}))
@@ -339,7 +340,7 @@ async fn an_sqs_batch_posts_no_faster_than_the_interval() {
 #[tokio::test]
 async fn lifecycles_not_configured_are_skipped_without_calls() {
     let hook = webhook("sn-not-configured").await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
     let mut settings = settings(&hook);
     settings.notify_on = vec![common::model::Lifecycle::Failed];
     let notifier = notifier(settings, &counter).await;

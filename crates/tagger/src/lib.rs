@@ -26,6 +26,33 @@ pub type TagSet = BTreeMap<String, String>;
 
 pub const NAME: &str = "tagger";
 
+/// Every AWS operation this function's code calls (as the SDK names it: `Service.Operation`),
+/// with the IAM actions it needs. The one declaration the deployment's IAM policy is checked
+/// against (`tests/infra`), and that the moto tests check every call made against.
+pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
+    // Resolution: the tags of RDS resources, and lookup by Crossplane's tags for the rest.
+    ("RDS.ListTagsForResource", &["rds:ListTagsForResource"]),
+    ("Resource Groups Tagging API.GetResources", &["tag:GetResources"]),
+    // The liveness check before a write.
+    ("RDS.DescribeDBInstances", &["rds:DescribeDBInstances"]),
+    ("RDS.DescribeDBClusters", &["rds:DescribeDBClusters"]),
+    // The policy.
+    ("SSM.GetParameter", &["ssm:GetParameter"]),
+    // The write: the tagging API calls each service's own tagging action on our behalf.
+    (
+        "Resource Groups Tagging API.TagResources",
+        &[
+            "tag:TagResources",
+            "rds:AddTagsToResource",
+            "s3:GetBucketTagging",
+            "s3:PutBucketTagging",
+            "sqs:TagQueue",
+            "dynamodb:TagResource",
+            "secretsmanager:TagResource",
+        ],
+    ),
+];
+
 /// The tagger's configuration, from the environment (documented in the README).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {

@@ -11,6 +11,7 @@ use common::aws::{AwsError, CallCounter};
 use common::resolve::{Guard, TagReader, Tags};
 use common::runtime::dispatch;
 use common::tagging::{RdsLiveCheck, TaggingApi};
+use common::testing::DeclaredCounter;
 use common::testing::{
     Managed, create_instance, db_arn as arn, invocation, moto_config as sdk, ready_event, sample, sample_bytes,
 };
@@ -89,7 +90,7 @@ async fn first_event_applies_exactly_the_difference_and_a_replay_writes_nothing(
     let id = "tagger-first";
     create_instance(&sdk, id, &[("cost-center", "platform")], Managed::Namespaced).await;
     put_policy(&sdk, "/tests/tagger-first/policy", policy()).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagger = tagger_with(&sdk, "/tests/tagger-first/policy", &counter).await;
 
     let response = run(&tagger, &ready_event(id)).await;
@@ -144,7 +145,7 @@ async fn a_drifted_tag_is_restored_and_a_default_is_never_overwritten() {
     let id = "tagger-drift";
     create_instance(&sdk, id, &[("owner", "payments-team")], Managed::Namespaced).await;
     put_policy(&sdk, "/tests/tagger-drift/policy", policy()).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagger = tagger_with(&sdk, "/tests/tagger-drift/policy", &counter).await;
     assert_eq!(outcome(&run(&tagger, &ready_event(id)).await).0, "applied");
     assert_eq!(live_tag(&sdk, id, "owner").await.as_deref(), Some("payments-team"));
@@ -207,7 +208,7 @@ async fn a_throttled_entry_is_retried() {
     let sdk = sdk().await;
     let id = "tagger-throttled";
     create_instance(&sdk, id, &[], Managed::Namespaced).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagging = aws_sdk_resourcegroupstagging::config::Builder::from(&sdk)
         .interceptor(counter.clone())
         .build();
@@ -243,7 +244,7 @@ async fn a_throttled_entry_is_retried() {
 #[tokio::test]
 async fn a_forged_event_for_another_account_is_refused_without_any_call() {
     let sdk = sdk().await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagger = tagger_with(&sdk, "/tests/unused", &counter).await;
     let event = sample("forged.other-account.json");
     let response = run(&tagger, &event).await;
@@ -259,7 +260,7 @@ async fn a_resource_crossplane_does_not_manage_is_refused_and_unchanged() {
     let id = "tagger-unmanaged";
     create_instance(&sdk, id, &[("team", "dba")], Managed::No).await;
     put_policy(&sdk, "/tests/tagger-unmanaged/policy", policy()).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagger = tagger_with(&sdk, "/tests/tagger-unmanaged/policy", &counter).await;
     let before = live_tags(&sdk, id).await;
     let response = run(&tagger, &ready_event(id)).await;
@@ -275,7 +276,7 @@ async fn a_resource_managed_as_another_object_is_refused() {
     let sdk = sdk().await;
     let id = "tagger-other-owner";
     create_instance(&sdk, id, &[], Managed::Namespaced).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagger = tagger_with(&sdk, "/tests/unused", &counter).await;
     // The event claims the instance belongs to another namespace's managed resource.
     let mut event = ready_event(id);
@@ -296,7 +297,7 @@ async fn a_resource_managed_as_another_object_is_refused() {
 #[tokio::test]
 async fn a_stale_ready_for_a_vanished_instance_does_nothing() {
     let sdk = sdk().await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagger = tagger_with(&sdk, "/tests/unused", &counter).await;
     let response = run(&tagger, &ready_event("tagger-never-existed")).await;
     let (kind, detail) = outcome(&response);
@@ -311,7 +312,7 @@ async fn a_reference_is_resolved_by_crossplane_tags() {
     let id = "tagger-by-reference";
     create_instance(&sdk, id, &[], Managed::Namespaced).await;
     put_policy(&sdk, "/tests/tagger-ref/policy", policy()).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagger = tagger_with(&sdk, "/tests/tagger-ref/policy", &counter).await;
     let event = json!({
         "specversion": "1.0", "id": "ref-1", "source": "https://10.96.0.1:443",
@@ -330,7 +331,7 @@ async fn an_rds_event_without_tags_takes_its_identity_from_the_live_resource() {
     let id = "tagger-eventbridge";
     create_instance(&sdk, id, &[], Managed::Namespaced).await;
     put_policy(&sdk, "/tests/tagger-eb/policy", policy()).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagger = tagger_with(&sdk, "/tests/tagger-eb/policy", &counter).await;
     let mut event = sample("eventbridge.rds-instance-created.json");
     event["detail"].as_object_mut().unwrap().remove("Tags");
@@ -351,7 +352,7 @@ async fn an_sqs_batch_reports_only_the_failed_record() {
     let sdk = sdk().await;
     let (good, missing) = ("tagger-sqs-good", "tagger-sqs-missing");
     create_instance(&sdk, good, &[], Managed::Namespaced).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagger = tagger_with(&sdk, "/tests/tagger-sqs/missing-policy", &counter).await;
     let record = |id: &str, body: String| json!({"messageId": id, "body": body, "eventSource": "aws:sqs"});
     let batch = json!({"Records": [
@@ -384,7 +385,7 @@ async fn an_sqs_batch_reports_only_the_failed_record() {
 #[tokio::test]
 async fn invalid_input_makes_no_aws_call() {
     let sdk = sdk().await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagger = tagger_with(&sdk, "/tests/unused", &counter).await;
     for name in [
         "invalid/not-json.txt",
@@ -403,7 +404,7 @@ async fn cluster_scoped_resources_are_tagged_too() {
     let sdk = sdk().await;
     let id = "tagger-cluster-scoped";
     create_instance(&sdk, id, &[], Managed::ClusterScoped).await;
-    let counter = CallCounter::new();
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
     let tagger = tagger_with(&sdk, "/tests/unused-cluster", &counter).await;
     put_policy(
         &sdk,
