@@ -9,7 +9,7 @@ EVENT ?= events/ready.namespaced.json
 TESTBED := tests/testbed
 CARGO_LAMBDA := .venv/bin/cargo-lambda lambda
 
-.PHONY: all build test lint unit demo package deploy invoke watch setup clean
+.PHONY: all build test lint demo package deploy publish invoke watch setup clean
 
 all: build
 
@@ -24,9 +24,10 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 ## The whole test suite: formatting, clippy, then every test (unit, moto integration,
-## cargo lambda end to end) inside the test bed, which is stopped afterwards in any case.
+## cargo lambda end to end, infra/ against the CRD schemas) inside the test bed, which is
+## stopped afterwards in any case.
 test: setup lint
-	$(TESTBED)/run.sh cargo test --workspace
+	$(TESTBED)/run.sh sh -c 'cargo test --workspace && .venv/bin/python -m pytest tests/infra -q' 
 
 ## The main job on local defaults: moto as AWS, the tagger through cargo lambda.
 demo: setup
@@ -37,9 +38,16 @@ package: setup
 	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO_LAMBDA) build --release --arm64 --output-format zip $(addprefix --bin ,$(FUNCTIONS))
 
-## Deploys every function with its [package.metadata.lambda.deploy] settings (needs AWS credentials).
+## Quick start: deploys every function as crossplane-lambda-<name>, with the settings of its
+## crate's [package.metadata.lambda.deploy] (needs AWS credentials).
 deploy: package
-	for f in $(FUNCTIONS); do $(CARGO_LAMBDA) deploy --binary-name $$f $$f || exit 1; done
+	for f in $(FUNCTIONS); do $(CARGO_LAMBDA) deploy --binary-name $$f crossplane-lambda-$$f || exit 1; done
+
+## GitOps: uploads the zips to s3://$(ARTIFACT_BUCKET) and writes s3Key/sourceCodeHash into
+## infra/functions/*.yaml; commit that, and Crossplane rolls the new code out.
+ARTIFACT_BUCKET ?= crossplane-lambda-artifacts
+publish: package
+	.venv/bin/python infra/publish.py --bucket $(ARTIFACT_BUCKET)
 
 ## make invoke FUNCTION=tagger EVENT=events/sqs.batch.json  (against a running `make watch`)
 invoke:

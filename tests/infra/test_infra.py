@@ -1,0 +1,275 @@
+"""tests/infra: the manifests of infra/ against the real CRD schemas, their references, the
+IAM policies against the functions' code, and the Composition's templates rendered with a
+sample observed RDS instance. Run by `make test` (pytest, in the project's .venv)."""
+import copy
+import json
+import subprocess
+
+import pytest
+import yaml
+
+import gotemplate
+import validate as v
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return v.load_documents()
+
+
+@pytest.fixture(scope="module")
+def crds(docs):
+    return {**v.load_crds(), **v.xrd_schemas(docs)}
+
+
+def problems_of(docs, crds):
+    unvalidated = v.unvalidated_kinds()
+    found = []
+    for doc in docs:
+        found += v.validate_document(doc, crds, unvalidated)
+        for step in (doc.body.get("spec") or {}).get("pipeline") or []:
+            if "input" in step:
+                # A function's input is no object of the cluster: it needs no namespace.
+                inline = v.Doc(doc.path, doc.index, step["input"] | {"metadata": {"name": step["step"]}}, "(input)")
+                found += v.validate_document(inline, crds)
+    return found
+
+
+def test_the_manifests_cover_the_design(docs):
+    kinds = {(d.api_version.split("/")[0], d.kind) for d in docs}
+    for expected in [("lambda.aws.m.upbound.io", "Function"), ("iam.aws.m.upbound.io", "Role"),
+                     ("iam.aws.m.upbound.io", "Policy"), ("cloudwatchlogs.aws.m.upbound.io", "Group"),
+                     ("lambda.aws.m.upbound.io", "FunctionEventInvokeConfig"), ("dynamodb.aws.m.upbound.io", "Table"),
+                     ("cloudwatchevents.aws.m.upbound.io", "Rule"), ("cloudwatchevents.aws.m.upbound.io", "Target"),
+                     ("lambda.aws.m.upbound.io", "Permission"), ("lambda.aws.m.upbound.io", "EventSourceMapping"),
+                     ("apiextensions.crossplane.io", "CompositeResourceDefinition"),
+                     ("apiextensions.crossplane.io", "Composition"), ("pkg.crossplane.io", "Function")]:
+        assert expected in kinds, expected
+    functions = [d for d in docs if d.kind == "Function" and d.api_version.startswith("lambda.")]
+    assert sorted(d.name for d in functions) == [f"crossplane-lambda-{f}" for f in sorted(v.FUNCTIONS)]
+    for f in functions:
+        p = f.body["spec"]["forProvider"]
+        assert (p["runtime"], p["architectures"], p["packageType"]) == ("provided.al2023", ["arm64"], "Zip")
+        assert p["s3Bucket"] and p["s3Key"] and p["sourceCodeHash"]
+    table = next(d for d in docs if d.kind == "Table")
+    assert table.body["spec"]["forProvider"]["ttl"] == {"attributeName": "expires_at", "enabled": True}
+    for mapping in (d for d in docs if d.kind == "EventSourceMapping"):
+        assert mapping.body["spec"]["forProvider"]["functionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_every_manifest_validates_against_its_crd(docs, crds):
+    assert problems_of(docs, crds) == []
+
+
+def test_references_resolve(docs):
+    assert v.check_references(docs) == []
+
+
+def test_kustomizations_hold_together():
+    assert v.check_kustomizations() == []
+
+
+def test_each_policy_grants_exactly_what_the_code_declares(docs):
+    assert v.check_policies(docs) == []
+    assert "tag:TagResources" in v.declared_actions("tagger")
+
+
+# --- deliberately broken copies: each check fails when it should -------------------------------
+
+def _copy_with(docs, kind, name, change):
+    broken = [copy.deepcopy(d) for d in docs]
+    target = next(d for d in broken if d.kind == kind and d.name == name)
+    change(target.body)
+    return broken, target
+
+
+def test_a_manifest_that_breaks_its_schema_fails(docs, crds):
+    broken, _ = _copy_with(docs, "Function", "crossplane-lambda-tagger",
+                           lambda b: b["spec"]["forProvider"].__setitem__("memorySize", "lots"))
+    assert any("memorySize" in p and "not of type" in p for p in problems_of(broken, crds))
+    broken, _ = _copy_with(docs, "Function", "crossplane-lambda-tagger",
+                           lambda b: b["spec"]["forProvider"].__setitem__("memroySize", 256))
+    assert any("memroySize" in p for p in problems_of(broken, crds)), "an unknown field is an error"
+    broken, _ = _copy_with(docs, "Permission", "rds-events-invoke-tagger",
+                           lambda b: b["spec"]["forProvider"].pop("principal"))
+    assert any("forProvider.principal is a required parameter" in p for p in problems_of(broken, crds))
+    broken, _ = _copy_with(docs, "PostgresInstance", "orders",
+                           lambda b: b["spec"]["parameters"].__setitem__("size", "huge"))
+    assert any("'huge' is not one of" in p for p in problems_of(broken, crds)), "the XR against its XRD"
+
+
+def test_a_dangling_reference_fails(docs):
+    broken, _ = _copy_with(docs, "Function", "crossplane-lambda-tagger",
+                           lambda b: b["spec"]["forProvider"]["roleRef"].__setitem__("name", "no-such-role"))
+    assert any("Role no-such-role" in p for p in v.check_references(broken))
+    broken, _ = _copy_with(docs, "EventSourceMapping", "crossplane-lambda-tagger-events",
+                           lambda b: b["spec"]["forProvider"].__setitem__(
+                               "eventSourceArn", "arn:aws:sqs:us-east-1:123456789012:crossplane-lambda-typo"))
+    assert any("Queue crossplane-lambda-typo" in p for p in v.check_references(broken))
+
+
+def test_a_policy_that_drifts_from_the_code_fails(docs):
+    def grant_more(body):
+        policy = json.loads(body["spec"]["forProvider"]["policy"])
+        policy["Statement"][0]["Action"].append("rds:DeleteDBInstance")
+        body["spec"]["forProvider"]["policy"] = json.dumps(policy)
+    broken, _ = _copy_with(docs, "Policy", "crossplane-lambda-tagger", grant_more)
+    assert "crossplane-lambda-tagger: the policy grants rds:DeleteDBInstance but the code does not declare it" \
+        in v.check_policies(broken)
+
+    def grant_less(body):
+        policy = json.loads(body["spec"]["forProvider"]["policy"])
+        policy["Statement"] = [s for s in policy["Statement"] if s.get("Sid") != "CodeTagPolicy"]
+        body["spec"]["forProvider"]["policy"] = json.dumps(policy)
+    broken, _ = _copy_with(docs, "Policy", "crossplane-lambda-tagger", grant_less)
+    assert "crossplane-lambda-tagger: the code calls ssm:GetParameter but the policy does not grant it" \
+        in v.check_policies(broken)
+
+    # The code declares a new call (what the moto tests force when the code makes one).
+    source = (v.ROOT / "crates/slack-notifier/src/lib.rs").read_text().replace(
+        '("DynamoDB.GetItem", &["dynamodb:GetItem"]),',
+        '("DynamoDB.GetItem", &["dynamodb:GetItem"]),\n    ("DynamoDB.Query", &["dynamodb:Query"]),')
+    assert "crossplane-lambda-slack-notifier: the code calls dynamodb:Query but the policy does not grant it" \
+        in v.check_policies(docs, {"slack-notifier": source})
+
+
+# --- the Composition's templates, rendered ------------------------------------------------------
+
+def _step(docs, name):
+    composition = next(d for d in docs if d.kind == "Composition")
+    step = next(s for s in composition.body["spec"]["pipeline"] if s["step"] == name)
+    return step["input"]["inline"]["template"]
+
+
+def _xr(docs):
+    xr = copy.deepcopy(next(d for d in docs if d.kind == "PostgresInstance").body)
+    xrd = next(d for d in docs if d.kind == "CompositeResourceDefinition")
+    v.apply_defaults(xrd.body["spec"]["versions"][0]["schema"]["openAPIV3Schema"], xr)
+    xr["metadata"]["uid"] = "5e8c1f0a-2b3d-4c5e-8f9a-0b1c2d3e4f5a"
+    return xr
+
+
+def _observed_instance(docs, crds, ready=True):
+    """The Instance as the first step renders it, then as Crossplane observes it once the
+    provider has created it."""
+    rendered = list(yaml.safe_load_all(gotemplate.render(_step(docs, "compose-database"),
+                                                         {"observed": {"composite": {"resource": _xr(docs)}}})))
+    instance = next(r for r in rendered if r["kind"] == "Instance")
+    instance["metadata"].update({"name": "orders-x7k2p", "namespace": "team-a", "generation": 2,
+                                 "uid": "0b6f7c1e-5d2a-4c5e-9a51-2f8e3c4d7a10",
+                                 "labels": {**instance["metadata"]["labels"], "crossplane.io/composite": "orders"}})
+    instance["metadata"]["annotations"]["crossplane.io/external-name"] = "orders-x7k2p"
+    instance["status"] = {
+        "atProvider": {"arn": "arn:aws:rds:us-east-1:123456789012:db:orders-x7k2p",
+                       "address": "orders-x7k2p.c9akciq32.us-east-1.rds.amazonaws.com"},
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                        "reason": "Available" if ready else "Creating", "lastTransitionTime": "2026-11-20T09:14:07Z"},
+                       {"type": "Synced", "status": "True", "reason": "ReconcileSuccess",
+                        "lastTransitionTime": "2026-11-20T09:02:44Z"}]}
+    return rendered, instance
+
+
+def test_the_database_step_composes_a_valid_instance(docs, crds):
+    rendered, instance = _observed_instance(docs, crds)
+    p = instance["spec"]["forProvider"]
+    assert (p["instanceClass"], p["allocatedStorage"], p["maxAllocatedStorage"]) == ("db.t4g.micro", 20, 80)
+    assert p["vpcSecurityGroupIds"] == ["sg-0123456789abcdef0"] and p["engineVersion"] == "16.4"
+    named = copy.deepcopy(instance)
+    named.pop("status")
+    doc = v.Doc(v.INFRA / "triggers/composition/composition.yaml", 0, named)
+    assert v.validate_document(doc, crds) == []
+    assert [r["kind"] for r in rendered] == ["Instance"], "no XR status before the instance is observed"
+    observed = {"composite": {"resource": _xr(docs)}, "resources": {"rds-instance": {"resource": instance}}}
+    again = list(yaml.safe_load_all(gotemplate.render(_step(docs, "compose-database"), {"observed": observed})))
+    xr = next(r for r in again if r["kind"] == "PostgresInstance")
+    assert xr["status"] == {"address": "orders-x7k2p.c9akciq32.us-east-1.rds.amazonaws.com"}
+
+
+def _invocations(docs, crds, ready=True):
+    _, instance = _observed_instance(docs, crds, ready)
+    observed = {"composite": {"resource": _xr(docs)}, "resources": {"rds-instance": {"resource": instance}}}
+    text = gotemplate.render(_step(docs, "invoke-functions"), {"observed": observed})
+    return [d for d in yaml.safe_load_all(text) if d], instance
+
+
+def test_no_invocation_before_the_instance_is_ready(docs, crds):
+    assert _invocations(docs, crds, ready=False)[0] == []
+
+
+def test_the_invocations_carry_a_ready_event_that_common_parses(docs, crds, tmp_path):
+    invocations, instance = _invocations(docs, crds)
+    assert [i["spec"]["forProvider"]["functionName"] for i in invocations] == \
+        [f"crossplane-lambda-{f}" for f in v.FUNCTIONS]
+    for invocation in invocations:
+        body = copy.deepcopy(invocation)
+        body["metadata"]["name"] = body["metadata"]["annotations"]["gotemplating.fn.crossplane.io/composition-resource-name"]
+        doc = v.Doc(v.INFRA / "triggers/composition/composition.yaml", 1, body, "team-a")
+        assert v.validate_document(doc, crds) == []
+        assert v.check_references([doc], extra=v.load_documents()) == []
+        assert body["spec"]["forProvider"]["lifecycleScope"] == "CRUD"
+
+    # The provider adds `tf` to the input in CRUD scope; the functions parse it with common.
+    event = json.loads(invocations[0]["spec"]["forProvider"]["input"])
+    for action, lifecycle in [("create", "ready"), ("delete", "deleted")]:
+        payload = tmp_path / f"{action}.json"
+        payload.write_text(json.dumps(event | {"tf": {"action": action, "prev_input": None}}))
+        out = subprocess.run(["cargo", "run", "-q", "-p", "common", "--example", "intake", "--", str(payload)],
+                             cwd=v.ROOT, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+        parsed = json.loads(out.stdout)["events"][0]
+        assert parsed["lifecycle"] == lifecycle
+        assert parsed["subject"] == "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/orders-x7k2p"
+        assert parsed["arn"] == instance["status"]["atProvider"]["arn"]
+        assert parsed["id"] == "0b6f7c1e-5d2a-4c5e-9a51-2f8e3c4d7a10:2:ready"
+        assert parsed["transition_time"] == ("2026-11-20T09:14:07Z" if action == "create" else None)
+
+
+def test_the_renderer_refuses_what_it_does_not_know():
+    with pytest.raises(gotemplate.TemplateError):
+        gotemplate.render("{{ .x | upper }}", {"x": "a"})
+    with pytest.raises(gotemplate.TemplateError):
+        gotemplate.render("{{ with .x }}{{ end }}", {"x": "a"})
+
+
+def test_cargo_lambda_deploy_settings_match_the_manifests(docs):
+    import tomllib
+    for function in v.FUNCTIONS:
+        cargo = tomllib.loads((v.ROOT / "crates" / function / "Cargo.toml").read_text())
+        deploy = cargo["package"]["metadata"]["lambda"]["deploy"]
+        manifest = next(d for d in docs if d.kind == "Function" and d.name == f"crossplane-lambda-{function}")
+        p = manifest.body["spec"]["forProvider"]
+        assert (deploy["memory"], deploy["timeout"], deploy["runtime"]) == (p["memorySize"], p["timeout"], p["runtime"])
+        for key, value in p["environment"]["variables"].items():
+            assert deploy["env"].get(key) == value, f"{function}: {key} differs between Cargo.toml and infra/"
+
+
+def test_publish_uploads_the_zips_and_updates_the_manifests(tmp_path, crds):
+    import os
+    import shutil
+    import boto3
+    if not os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://127.0.0.1"):
+        pytest.fail("this test talks to moto on loopback: run it with `make test`")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="publish-test-artifacts")
+    lambda_dir = tmp_path / "lambda"
+    for function in v.FUNCTIONS:
+        (lambda_dir / function).mkdir(parents=True)
+        (lambda_dir / function / "bootstrap.zip").write_bytes(f"zip of {function}".encode())
+    infra = tmp_path / "infra"
+    shutil.copytree(v.INFRA, infra)
+    command = [str(v.ROOT / ".venv/bin/python"), str(v.INFRA / "publish.py"), "--bucket", "publish-test-artifacts",
+               "--region", "us-east-1", "--lambda-dir", str(lambda_dir), "--infra", str(infra)]
+    for _ in range(2):  # twice: the second finds the zips already uploaded
+        out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+    assert "already there" in out.stdout
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="publish-test-artifacts")["Contents"])
+    assert len(keys) == 3 and all(k.endswith("/bootstrap.zip") for k in keys)
+    published = v.load_documents(infra)
+    tagger = next(d for d in published if d.kind == "Function" and d.name == "crossplane-lambda-tagger")
+    p = tagger.body["spec"]["forProvider"]
+    assert p["s3Bucket"] == "publish-test-artifacts" and p["s3Key"] in keys
+    import base64
+    import hashlib
+    assert p["sourceCodeHash"] == base64.b64encode(hashlib.sha256(b"zip of tagger").digest()).decode()
+    assert all(not v.validate_document(d, crds, v.unvalidated_kinds()) for d in published)
