@@ -23,6 +23,20 @@ pub async fn load_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// Builds an SDK client from the shared configuration, with the call counter when one is given:
+/// `sdk_client!(aws_sdk_ssm, &sdk_config, counter)`, where `counter: Option<&CallCounter>`.
+/// (Each service's config builder is its own type, hence a macro.)
+#[macro_export]
+macro_rules! sdk_client {
+    ($service:ident, $sdk:expr, $counter:expr) => {{
+        let mut builder = $service::config::Builder::from($sdk);
+        if let Some(counter) = $counter {
+            builder = builder.interceptor(counter.clone());
+        }
+        $service::Client::from_conf(builder.build())
+    }};
+}
+
 /// A failed AWS call, classified once so every handler treats it alike.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[error("{operation} failed: {message}")]

@@ -1,8 +1,6 @@
 //! The response contract of DESIGN.md §7 for every transport, and the decision log lines,
 //! with a handler whose answers the test decides (no AWS).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::resolve::Scope;
@@ -135,26 +133,13 @@ async fn invalid_input_is_an_invalid_event_error() {
     assert!(err.message().starts_with("$: not valid JSON"), "{}", err.message());
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn one_json_log_line_per_decision_with_event_and_resource() {
-    let captured = Captured::default();
+    let captured = common::logging::Captured::default();
     let writer = captured.clone();
-    common::logging::init_with_writer(move || writer.clone());
+    common::logging::init_with_writer(writer);
     call(&json!([with_id("log-e1"), with_id("log-e2")])).await.unwrap();
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let decisions: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use common::rds::LiveDatabase;
 use sha2::{Digest, Sha256};
 
 /// A value that must never reach a log line, an error or an outcome: `Debug` and `Display`
@@ -32,34 +33,19 @@ impl fmt::Display for Secret {
     }
 }
 
-/// What a live RDS instance or cluster says about connecting to it, plus the password when configured.
+/// What a live RDS instance or cluster says about connecting to it, plus the password when
+/// configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionDetails {
-    pub arn: String,
-    pub engine: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<i32>,
-    pub dbname: Option<String>,
-    pub username: Option<String>,
-    /// Clusters only: the reader endpoint.
-    pub reader_host: Option<String>,
-    /// The RDS-managed master user secret, when RDS manages the password.
-    pub master_user_secret_arn: Option<String>,
+    pub database: LiveDatabase,
     /// Only when configured (`INCLUDE_PASSWORD`), read from the RDS-managed secret.
     pub password: Option<Secret>,
 }
 
-impl From<common::rds::LiveDatabase> for ConnectionDetails {
-    fn from(db: common::rds::LiveDatabase) -> Self {
+impl From<LiveDatabase> for ConnectionDetails {
+    fn from(database: LiveDatabase) -> Self {
         ConnectionDetails {
-            arn: db.arn,
-            engine: db.engine,
-            host: db.host,
-            port: db.port,
-            dbname: db.dbname,
-            username: db.username,
-            reader_host: db.reader_host,
-            master_user_secret_arn: db.master_user_secret_arn,
+            database,
             password: None,
         }
     }
@@ -77,24 +63,17 @@ impl ConnectionDetails {
                 entries.insert(key, Secret::new(value));
             }
         };
-        put("arn", Some(self.arn.clone()));
-        put("engine", self.engine.clone());
-        put("host", self.host.clone());
-        put("port", self.port.map(|p| p.to_string()));
-        put("dbname", self.dbname.clone());
-        put("username", self.username.clone());
-        put(
-            "endpoint",
-            self.host.as_ref().zip(self.port).map(|(h, p)| format!("{h}:{p}")),
-        );
-        put(
-            "reader_endpoint",
-            self.reader_host
-                .as_ref()
-                .zip(self.port)
-                .map(|(h, p)| format!("{h}:{p}")),
-        );
-        put("master_user_secret_arn", self.master_user_secret_arn.clone());
+        let db = &self.database;
+        let endpoint = |host: &Option<String>| host.as_ref().zip(db.port).map(|(h, p)| format!("{h}:{p}"));
+        put("arn", Some(db.arn.clone()));
+        put("engine", db.engine.clone());
+        put("host", db.host.clone());
+        put("port", db.port.map(|p| p.to_string()));
+        put("dbname", db.dbname.clone());
+        put("username", db.username.clone());
+        put("endpoint", endpoint(&db.host));
+        put("reader_endpoint", endpoint(&db.reader_host));
+        put("master_user_secret_arn", db.master_user_secret_arn.clone());
         put(PASSWORD_KEY, self.password.as_ref().map(|p| p.expose().to_string()));
         entries
     }
@@ -104,7 +83,7 @@ impl ConnectionDetails {
     pub fn document(&self) -> Secret {
         let mut object = serde_json::Map::new();
         for (key, value) in self.entries() {
-            let json = match (key, self.port) {
+            let json = match (key, self.database.port) {
                 ("port", Some(port)) => serde_json::Value::from(port),
                 _ => serde_json::Value::String(value.expose().to_string()),
             };
@@ -131,8 +110,9 @@ mod tests {
     use super::*;
 
     fn instance() -> ConnectionDetails {
-        ConnectionDetails {
+        ConnectionDetails::from(LiveDatabase {
             arn: "arn:aws:rds:us-east-1:123456789012:db:orders".into(),
+            status: Some("available".into()),
             engine: Some("postgres".into()),
             host: Some("orders.abc.us-east-1.rds.amazonaws.com".into()),
             port: Some(5432),
@@ -140,8 +120,7 @@ mod tests {
             username: Some("orders_admin".into()),
             reader_host: None,
             master_user_secret_arn: Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1".into()),
-            password: None,
-        }
+        })
     }
 
     #[test]
@@ -157,7 +136,7 @@ mod tests {
     #[test]
     fn clusters_carry_the_reader_endpoint() {
         let mut cluster = instance();
-        cluster.reader_host = Some("orders.cluster-ro-abc.rds.amazonaws.com".into());
+        cluster.database.reader_host = Some("orders.cluster-ro-abc.rds.amazonaws.com".into());
         let entries = cluster.entries();
         assert_eq!(
             entries["reader_endpoint"].expose(),
@@ -179,7 +158,7 @@ mod tests {
     fn tokens() {
         let a = instance().document();
         let mut changed = instance();
-        changed.host = Some("elsewhere".into());
+        changed.database.host = Some("elsewhere".into());
         let b = changed.document();
         assert_eq!(
             request_token(&a, None),

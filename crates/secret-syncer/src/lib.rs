@@ -138,21 +138,15 @@ pub struct SecretSyncer {
 impl SecretSyncer {
     /// Builds the SDK clients once (cold start). `counter`, when given, counts every AWS call.
     pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Self {
-        macro_rules! client {
-            ($sdk:ident) => {{
-                let mut builder = $sdk::config::Builder::from(sdk);
-                if let Some(counter) = counter {
-                    builder = builder.interceptor(counter.clone());
-                }
-                $sdk::Client::from_conf(builder.build())
-            }};
-        }
-        let rds = client!(aws_sdk_rds);
+        let rds = common::sdk_client!(aws_sdk_rds, sdk, counter);
         SecretSyncer {
-            tagging: TaggingApi::new(client!(aws_sdk_resourcegroupstagging), rds.clone()),
+            tagging: TaggingApi::new(
+                common::sdk_client!(aws_sdk_resourcegroupstagging, sdk, counter),
+                rds.clone(),
+            ),
             rds,
-            secrets: client!(aws_sdk_secretsmanager),
-            ssm: client!(aws_sdk_ssm),
+            secrets: common::sdk_client!(aws_sdk_secretsmanager, sdk, counter),
+            ssm: common::sdk_client!(aws_sdk_ssm, sdk, counter),
             settings,
         }
     }
@@ -197,7 +191,7 @@ impl SecretSyncer {
         };
         if self.settings.include_password {
             details.password = Some(
-                self.master_password(details.master_user_secret_arn.as_deref(), arn)
+                self.master_password(details.database.master_user_secret_arn.as_deref(), arn)
                     .await?,
             );
         }

@@ -3,6 +3,7 @@
 //! secrets carrying our ownership tags for this very managed resource are touched.
 
 use aws_sdk_secretsmanager::Client as SecretsClient;
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use aws_sdk_secretsmanager::types::Tag;
 use common::aws::AwsError;
 
@@ -31,6 +32,35 @@ pub fn owned_by_us<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>, subje
     }
 }
 
+/// A secret at a name: absent, someone else's, or ours for this managed resource.
+enum Described {
+    Absent,
+    NotOwned(String),
+    Ours(Box<DescribeSecretOutput>),
+}
+
+async fn describe_ours(client: &SecretsClient, name: &str, subject: &str) -> Result<Described, AwsError> {
+    let described = match client.describe_secret().secret_id(name).send().await {
+        Ok(described) => described,
+        Err(e) => {
+            let error = AwsError::from_sdk("DescribeSecret", &e);
+            return if error.is_code("ResourceNotFoundException") {
+                Ok(Described::Absent)
+            } else {
+                Err(error)
+            };
+        }
+    };
+    let tags = described
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
+    Ok(match owned_by_us(tags, subject) {
+        Ok(()) => Described::Ours(Box::new(described)),
+        Err(why) => Described::NotOwned(format!("secret {name} is not ours: {why}")),
+    })
+}
+
 /// What writing the document to the secret takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretPlan {
@@ -46,24 +76,11 @@ pub enum SecretPlan {
 }
 
 pub async fn plan(client: &SecretsClient, name: &str, subject: &str, content: &Secret) -> Result<SecretPlan, AwsError> {
-    let described = match client.describe_secret().secret_id(name).send().await {
-        Ok(described) => described,
-        Err(e) => {
-            let error = AwsError::from_sdk("DescribeSecret", &e);
-            return if error.is_code("ResourceNotFoundException") {
-                Ok(SecretPlan::Create)
-            } else {
-                Err(error)
-            };
-        }
+    let described = match describe_ours(client, name, subject).await? {
+        Described::Absent => return Ok(SecretPlan::Create),
+        Described::NotOwned(why) => return Ok(SecretPlan::NotOwned(why)),
+        Described::Ours(described) => described,
     };
-    let tags = described
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
-    if let Err(why) = owned_by_us(tags, subject) {
-        return Ok(SecretPlan::NotOwned(format!("secret {name} is not ours: {why}")));
-    }
     let current_version = described.version_ids_to_stages().and_then(|versions| {
         versions
             .iter()
@@ -165,24 +182,11 @@ pub async fn delete(
     subject: &str,
     recovery_days: i64,
 ) -> Result<Deleted, AwsError> {
-    let described = match client.describe_secret().secret_id(name).send().await {
-        Ok(described) => described,
-        Err(e) => {
-            let error = AwsError::from_sdk("DescribeSecret", &e);
-            return if error.is_code("ResourceNotFoundException") {
-                Ok(Deleted::AlreadyGone)
-            } else {
-                Err(error)
-            };
-        }
+    let described = match describe_ours(client, name, subject).await? {
+        Described::Absent => return Ok(Deleted::AlreadyGone),
+        Described::NotOwned(why) => return Ok(Deleted::NotOwned(why)),
+        Described::Ours(described) => described,
     };
-    let tags = described
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
-    if let Err(why) = owned_by_us(tags, subject) {
-        return Ok(Deleted::NotOwned(format!("secret {name} is not ours: {why}")));
-    }
     if described.deleted_date().is_some() {
         return Ok(Deleted::AlreadyGone);
     }

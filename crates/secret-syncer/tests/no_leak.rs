@@ -2,9 +2,6 @@
 //! included), an error, an outcome or a panic message. Its own test binary: it installs the
 //! process-wide log subscriber at TRACE.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::runtime::dispatch;
 use common::testing::DeclaredCounter;
 use common::testing::{Managed, create_instance, invocation, moto_config, ready_event};
@@ -14,24 +11,11 @@ use tracing::level_filters::LevelFilter;
 /// moto's fixed password for RDS-managed master user secrets: a known value to look for.
 const PASSWORD: &str = "P@55w0rd!";
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_password_reaches_no_log_line_error_or_outcome() {
-    let captured = Captured::default();
+    let captured = common::logging::Captured::default();
     let writer = captured.clone();
-    common::logging::init_with_level(move || writer.clone(), LevelFilter::TRACE);
+    common::logging::init_with_level(writer, LevelFilter::TRACE);
 
     let sdk = moto_config().await;
     let id = "ss-no-leak";
@@ -75,7 +59,7 @@ async fn the_password_reaches_no_log_line_error_or_outcome() {
         .unwrap();
     assert!(written.secret_string().unwrap().contains(PASSWORD));
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.lines().count() > 50,
         "trace logging was on: {} lines",

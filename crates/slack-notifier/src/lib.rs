@@ -131,20 +131,18 @@ pub struct SlackNotifier {
 impl SlackNotifier {
     /// Builds the SDK and HTTP clients once (cold start). `counter` counts every AWS call.
     pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Result<Self, String> {
-        macro_rules! client {
-            ($sdk:ident) => {{
-                let mut builder = $sdk::config::Builder::from(sdk);
-                if let Some(counter) = counter {
-                    builder = builder.interceptor(counter.clone());
-                }
-                $sdk::Client::from_conf(builder.build())
-            }};
-        }
         Ok(SlackNotifier {
-            tagging: TaggingApi::new(client!(aws_sdk_resourcegroupstagging), client!(aws_sdk_rds)),
-            store: Store::new(client!(aws_sdk_dynamodb), settings.table.clone(), settings.expiry),
+            tagging: TaggingApi::new(
+                common::sdk_client!(aws_sdk_resourcegroupstagging, sdk, counter),
+                common::sdk_client!(aws_sdk_rds, sdk, counter),
+            ),
+            store: Store::new(
+                common::sdk_client!(aws_sdk_dynamodb, sdk, counter),
+                settings.table.clone(),
+                settings.expiry,
+            ),
             webhook: WebhookSource::new(
-                client!(aws_sdk_secretsmanager),
+                common::sdk_client!(aws_sdk_secretsmanager, sdk, counter),
                 settings.webhook_secret.clone(),
                 settings.allowlist.clone(),
                 settings.webhook_ttl,

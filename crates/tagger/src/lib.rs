@@ -91,23 +91,15 @@ pub struct Tagger<T, L> {
 impl Tagger<TaggingApi, RdsLiveCheck> {
     /// Builds the SDK clients once (cold start). `counter`, when given, counts every AWS call.
     pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Self {
-        let mut tagging = aws_sdk_resourcegroupstagging::config::Builder::from(sdk);
-        let mut rds = aws_sdk_rds::config::Builder::from(sdk);
-        let mut ssm = aws_sdk_ssm::config::Builder::from(sdk);
-        if let Some(counter) = counter {
-            tagging = tagging.interceptor(counter.clone());
-            rds = rds.interceptor(counter.clone());
-            ssm = ssm.interceptor(counter.clone());
-        }
         let source = match settings.policy_parameter {
             Some(name) => PolicySource::Ssm {
-                client: aws_sdk_ssm::Client::from_conf(ssm.build()),
+                client: common::sdk_client!(aws_sdk_ssm, sdk, counter),
                 name,
             },
             None => PolicySource::Fixed(TagPolicy::default()),
         };
-        let rds = aws_sdk_rds::Client::from_conf(rds.build());
-        let tagging = aws_sdk_resourcegroupstagging::Client::from_conf(tagging.build());
+        let rds = common::sdk_client!(aws_sdk_rds, sdk, counter);
+        let tagging = common::sdk_client!(aws_sdk_resourcegroupstagging, sdk, counter);
         Tagger::new(
             TaggingApi::new(tagging, rds.clone()),
             RdsLiveCheck::new(rds),
