@@ -232,3 +232,47 @@ impl Drop for DeclaredCounter {
         }
     }
 }
+
+/// `DescribeDBInstances` → `describe_db_instances`: the SDK's method name for an operation.
+pub fn method_name(operation: &str) -> String {
+    let chars: Vec<char> = operation.chars().collect();
+    let mut out = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        let previous = i.checked_sub(1).and_then(|p| chars.get(p));
+        let next = chars.get(i + 1);
+        let boundary = c.is_uppercase()
+            && previous.is_some_and(|p| {
+                p.is_lowercase() || p.is_ascii_digit() || (p.is_uppercase() && next.is_some_and(|n| n.is_lowercase()))
+            });
+        if boundary {
+            out.push('_');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// The other direction of [`DeclaredCounter`]: every declared operation is called somewhere in
+/// the given sources (`.describe_db_instances()`), so the declaration, and the IAM policy
+/// checked against it, grants nothing the code no longer calls.
+pub fn assert_declared_operations_are_called(declared: Declared, sources: &[&str]) {
+    for (operation, _) in declared {
+        let name = operation.rsplit('.').next().unwrap_or(operation);
+        let call = format!(".{}()", method_name(name));
+        assert!(
+            sources.iter().any(|source| source.contains(&call)),
+            "{operation} is declared in AWS_OPERATIONS but the code never calls {call}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn method_names() {
+        assert_eq!(super::method_name("DescribeDBInstances"), "describe_db_instances");
+        assert_eq!(super::method_name("GetParametersByPath"), "get_parameters_by_path");
+        assert_eq!(super::method_name("ListTagsForResource"), "list_tags_for_resource");
+        assert_eq!(super::method_name("PutItem"), "put_item");
+    }
+}

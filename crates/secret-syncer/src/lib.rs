@@ -389,3 +389,22 @@ impl Handler for SecretSyncer {
         }
     }
 }
+
+#[cfg(test)]
+mod declaration_tests {
+    /// Every operation in AWS_OPERATIONS is called by this function's code (the moto tests
+    /// check the converse: every call made is declared).
+    #[test]
+    fn every_declared_operation_is_called() {
+        common::testing::assert_declared_operations_are_called(
+            super::AWS_OPERATIONS,
+            &[
+                include_str!("lib.rs"),
+                include_str!("secrets.rs"),
+                include_str!("parameters.rs"),
+                include_str!("../../common/src/tagging.rs"),
+                include_str!("../../common/src/rds.rs"),
+            ],
+        );
+    }
+}

@@ -282,3 +282,21 @@ impl Handler for SlackNotifier {
         self.notify(event, invocation).await
     }
 }
+
+#[cfg(test)]
+mod declaration_tests {
+    /// Every operation in AWS_OPERATIONS is called by this function's code (the moto tests
+    /// check the converse: every call made is declared).
+    #[test]
+    fn every_declared_operation_is_called() {
+        common::testing::assert_declared_operations_are_called(
+            super::AWS_OPERATIONS,
+            &[
+                include_str!("lib.rs"),
+                include_str!("webhook.rs"),
+                include_str!("../../common/src/tagging.rs"),
+                include_str!("../../common/src/idempotency.rs"),
+            ],
+        );
+    }
+}
