@@ -65,6 +65,19 @@ impl Outcome {
     }
 }
 
+/// What a handler answers when resolution found nothing to act on: nothing there is `skipped`,
+/// the guard's refusal is `refused`, an ambiguity is a permanent failure, AWS's own errors keep
+/// their class.
+pub fn unresolved(why: crate::resolve::Unresolved) -> Result<Outcome, HandlerError> {
+    use crate::resolve::Unresolved;
+    match why {
+        Unresolved::NotFound(why) => Ok(Outcome::new(OutcomeKind::Skipped, None, why)),
+        Unresolved::Refused(why) => Ok(Outcome::new(OutcomeKind::Refused, None, why)),
+        Unresolved::Ambiguous(why) => Err(HandlerError::Permanent(why)),
+        Unresolved::Aws(e) => Err(e.into()),
+    }
+}
+
 /// One entry of `results`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventResult {

@@ -13,7 +13,7 @@ use aws_sdk_secretsmanager::Client as SecretsClient;
 use aws_sdk_ssm::Client as SsmClient;
 use common::aws::{AwsError, CallCounter};
 use common::model::Lifecycle;
-use common::resolve::{self, Guard, Unresolved};
+use common::resolve::{self, Guard};
 use common::runtime::{Handler, Invocation, Outcome, OutcomeKind};
 use common::tagging::TaggingApi;
 use common::{HandlerError, ManagedResource, ResourceEvent};
@@ -169,14 +169,7 @@ impl SecretSyncer {
         let resolved =
             match resolve::resolve(&event.resource, &invocation.scope, &self.settings.guard, &self.tagging).await {
                 Ok(resolved) => resolved,
-                Err(Unresolved::NotFound(why)) => {
-                    return Ok(Outcome::new(OutcomeKind::Skipped, None, why));
-                }
-                Err(Unresolved::Refused(why)) => {
-                    return Ok(Outcome::new(OutcomeKind::Refused, None, why));
-                }
-                Err(Unresolved::Ambiguous(why)) => return Err(HandlerError::Permanent(why)),
-                Err(Unresolved::Aws(e)) => return Err(e.into()),
+                Err(why) => return common::runtime::unresolved(why),
             };
         let arn = resolved.arn.as_str();
         let Some(mut details) = common::rds::describe(&self.rds, arn)

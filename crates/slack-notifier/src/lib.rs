@@ -11,7 +11,7 @@ use aws_config::SdkConfig;
 use common::aws::CallCounter;
 use common::idempotency::{self, Claim, Expiry, Store};
 use common::model::Lifecycle;
-use common::resolve::{self, Arn, Guard, Unresolved};
+use common::resolve::{self, Arn, Guard};
 use common::runtime::{Handler, Invocation, Outcome, OutcomeKind};
 use common::tagging::TaggingApi;
 use common::{HandlerError, ResourceEvent};
@@ -168,10 +168,7 @@ impl SlackNotifier {
         if event.lifecycle == Lifecycle::Ready {
             return match resolve::resolve(resource, &invocation.scope, &self.settings.guard, &self.tagging).await {
                 Ok(resolved) => Ok(Ok(Some(resolved.arn))),
-                Err(Unresolved::NotFound(why)) => Ok(Err(Outcome::new(OutcomeKind::Skipped, None, why))),
-                Err(Unresolved::Refused(why)) => Ok(Err(Outcome::new(OutcomeKind::Refused, None, why))),
-                Err(Unresolved::Ambiguous(why)) => Err(HandlerError::Permanent(why)),
-                Err(Unresolved::Aws(e)) => Err(e.into()),
+                Err(why) => common::runtime::unresolved(why).map(Err),
             };
         }
         let arn = resolve::arn_of(resource, &invocation.scope);

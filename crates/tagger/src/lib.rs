@@ -13,7 +13,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use common::aws::CallCounter;
 use common::model::Lifecycle;
-use common::resolve::{self, Guard, TagReader, Unresolved};
+use common::resolve::{self, Guard, TagReader};
 use common::runtime::{Handler, Invocation, Outcome, OutcomeKind};
 use common::tagging::{LiveCheck, RdsLiveCheck, TaggingApi};
 use common::{HandlerError, ResourceEvent};
@@ -148,14 +148,7 @@ impl<T: TagReader + TagWriter, L: LiveCheck> Tagger<T, L> {
         }
         let resolved = match resolve::resolve(&event.resource, &invocation.scope, &self.guard, &self.tags).await {
             Ok(resolved) => resolved,
-            Err(Unresolved::NotFound(why)) => {
-                return Ok(Outcome::new(OutcomeKind::Skipped, None, why));
-            }
-            Err(Unresolved::Refused(why)) => {
-                return Ok(Outcome::new(OutcomeKind::Refused, None, why));
-            }
-            Err(Unresolved::Ambiguous(why)) => return Err(HandlerError::Permanent(why)),
-            Err(Unresolved::Aws(e)) => return Err(e.into()),
+            Err(why) => return common::runtime::unresolved(why),
         };
         let arn = resolved.arn.as_str();
         let policy = self.policy.get().await?;
