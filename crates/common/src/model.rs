@@ -50,14 +50,14 @@ impl Lifecycle {
         }
     }
 
-    /// The CloudEvent `type` of our profile for this lifecycle.
-    pub fn event_type(self) -> String {
-        format!("{TYPE_PREFIX}{}", self.as_str())
+    /// From its name: `ready`, `updated`, `deleted`, `failed`, `observed`.
+    pub fn parse(name: &str) -> Option<Lifecycle> {
+        Lifecycle::ALL.into_iter().find(|l| l.as_str() == name)
     }
 
+    /// From a CloudEvent `type` of our profile (`io.crossplane.managed.<name>`).
     pub fn from_event_type(ty: &str) -> Option<Lifecycle> {
-        let suffix = ty.strip_prefix(TYPE_PREFIX)?;
-        Lifecycle::ALL.into_iter().find(|l| l.as_str() == suffix)
+        ty.strip_prefix(TYPE_PREFIX).and_then(Lifecycle::parse)
     }
 }
 
@@ -166,14 +166,6 @@ impl ManagedResource {
             object: None,
             identity_verified: true,
         })
-    }
-
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
     }
 
     /// The Kubernetes API path: our profile's `subject`.
@@ -511,7 +503,7 @@ mod tests {
     }
 
     #[test]
-    fn no_conditions_means_observed_for_objects_without_status() {
+    fn an_object_with_conditions_but_no_ready_is_observed() {
         let e = event(Signal::Upsert, instance(json!([{"type":"Synced","status":"True"}]))).unwrap();
         assert_eq!(e.lifecycle, Lifecycle::Observed);
     }
@@ -571,7 +563,11 @@ mod tests {
     #[test]
     fn event_types_round_trip() {
         for l in Lifecycle::ALL {
-            assert_eq!(Lifecycle::from_event_type(&l.event_type()), Some(l));
+            assert_eq!(
+                Lifecycle::from_event_type(&format!("io.crossplane.managed.{}", l.as_str())),
+                Some(l)
+            );
+            assert_eq!(Lifecycle::parse(l.as_str()), Some(l));
         }
         assert_eq!(Lifecycle::from_event_type("io.crossplane.managed.exploded"), None);
     }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::error::HandlerError;
+use crate::error::{HandlerError, IntakeError};
 use crate::intake::{self, Intake};
 use crate::model::{Lifecycle, ResourceEvent};
 use crate::resolve::{Arn, Scope};
@@ -314,10 +314,8 @@ fn collect(results: Vec<Result<EventResult, (String, HandlerError)>>) -> Result<
         .collect::<Vec<_>>()
         .join("; ");
     Err(match worst {
-        HandlerError::Invalid(mut e) => {
-            e.reason = message;
-            HandlerError::Invalid(e)
-        }
+        // Each event's message already says where; the batch as a whole is the place.
+        HandlerError::Invalid(_) => HandlerError::Invalid(IntakeError::new("$", message)),
         HandlerError::Permanent(_) => HandlerError::Permanent(message),
         HandlerError::Retryable(_) => HandlerError::Retryable(message),
     })

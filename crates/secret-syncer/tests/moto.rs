@@ -87,10 +87,6 @@ async fn parameters(path: &str) -> Vec<(String, String, String)> {
     found
 }
 
-fn writes(counter: &CallCounter) -> u64 {
-    counter.writes()
-}
-
 #[tokio::test]
 async fn first_sync_of_an_instance_then_a_replay_writes_nothing() {
     let sdk = moto_config().await;
@@ -128,13 +124,13 @@ async fn first_sync_of_an_instance_then_a_replay_writes_nothing() {
     let first = counter.snapshot();
     assert_eq!(counter.count_where(|n| n.ends_with(".CreateSecret")), 1, "{first:?}");
     assert_eq!(counter.count_where(|n| n.ends_with(".PutParameter")), 8, "{first:?}");
-    assert_eq!(writes(&counter), 9, "{first:?}");
+    assert_eq!(counter.writes(), 9, "{first:?}");
     assert_eq!(counter.total(), 13, "{first:?}");
 
     counter.reset();
     let (outcome, detail) = run(&syncer, &ready_event(id)).await;
     assert_eq!(outcome, "unchanged", "{detail}");
-    assert_eq!(writes(&counter), 0, "a replay writes nothing: {:?}", counter.snapshot());
+    assert_eq!(counter.writes(), 0, "a replay writes nothing: {:?}", counter.snapshot());
     assert_eq!(counter.total(), 5, "{:?}", counter.snapshot());
     assert_eq!(version_count(&name).await, 1);
 }
@@ -220,7 +216,7 @@ async fn a_secret_we_do_not_own_is_refused_and_untouched() {
     assert_eq!(outcome, "refused");
     assert!(detail.contains("is not ours"), "{detail}");
     assert_eq!(
-        writes(&counter),
+        counter.writes(),
         0,
         "nothing written anywhere: {:?}",
         counter.snapshot()
@@ -251,7 +247,7 @@ async fn a_parameter_we_do_not_own_is_refused() {
     let (outcome, detail) = run(&syncer, &ready_event(id)).await;
     assert_eq!(outcome, "refused");
     assert!(detail.contains(&foreign), "{detail}");
-    assert_eq!(writes(&counter), 0, "{:?}", counter.snapshot());
+    assert_eq!(counter.writes(), 0, "{:?}", counter.snapshot());
 }
 
 #[tokio::test]
@@ -302,7 +298,7 @@ async fn a_stale_ready_for_a_vanished_instance_does_nothing() {
     let syncer = syncer(settings(), &counter).await;
     let (outcome, detail) = run(&syncer, &ready_event("ss-never-existed")).await;
     assert_eq!(outcome, "skipped", "{detail}");
-    assert_eq!(writes(&counter), 0);
+    assert_eq!(counter.writes(), 0);
 }
 
 #[tokio::test]

@@ -106,7 +106,7 @@ impl Settings {
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .map(|l| {
-                    Lifecycle::from_event_type(&format!("{}{l}", common::model::TYPE_PREFIX))
+                    Lifecycle::parse(l)
                         .ok_or_else(|| format!("NOTIFY_ON: {l:?} is not ready, updated, deleted, failed or observed"))
                 })
                 .collect::<Result<_, _>>()?;
