@@ -129,11 +129,23 @@ pub struct CallCounter {
     calls: Arc<Mutex<BTreeMap<String, u64>>>,
     /// Every operation ever counted, kept across [`CallCounter::reset`].
     seen: Arc<Mutex<BTreeSet<String>>>,
+    /// When set, an operation outside it is refused before it is sent (tests: every call a
+    /// function makes must be declared, and so granted by its IAM policy).
+    declared: Option<Arc<BTreeSet<String>>>,
 }
 
 impl CallCounter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A counter that also fails any call to an operation not in `declared` (`Service.Operation`),
+    /// so the call itself fails, and with it the test that makes it.
+    pub fn declared_only<'a>(declared: impl IntoIterator<Item = &'a str>) -> Self {
+        CallCounter {
+            declared: Some(Arc::new(declared.into_iter().map(str::to_string).collect())),
+            ..Self::default()
+        }
     }
 
     /// The calls made so far, e.g. `{"Resource Groups Tagging API.GetResources": 1}`.
@@ -196,6 +208,11 @@ impl Intercept for CallCounter {
             .unwrap_or_else(|| "unknown".to_string());
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(name.clone());
+        }
+        if let Some(declared) = &self.declared
+            && !declared.contains(&name)
+        {
+            return Err(format!("{name} is not declared in AWS_OPERATIONS (and so not in the IAM policy)").into());
         }
         if let Ok(mut calls) = self.calls.lock() {
             *calls.entry(name).or_default() += 1;

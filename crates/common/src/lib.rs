@@ -17,6 +17,7 @@
 
 pub mod aws;
 pub mod cloudevent;
+pub mod crossplane;
 pub mod error;
 pub mod idempotency;
 pub mod intake;

@@ -13,7 +13,8 @@ use crate::error::IntakeError;
 use crate::kinds;
 
 pub const TYPE_PREFIX: &str = "io.crossplane.managed.";
-pub const EXTERNAL_NAME_ANNOTATION: &str = "crossplane.io/external-name";
+pub use crate::crossplane::ANNOTATION_EXTERNAL_NAME as EXTERNAL_NAME_ANNOTATION;
+use crate::crossplane::{CONDITION_READY, CONDITION_SYNCED, REASON_RECONCILE_ERROR};
 
 /// Where a managed resource stands, as far as the handlers are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -288,7 +289,7 @@ fn judge(resource: &ManagedResource, signal: Signal, event_time: Option<&str>) -
         message: message.cloned(),
     };
     if matches!(signal, Signal::Delete | Signal::Stated(Lifecycle::Deleted)) || resource.deletion_timestamp.is_some() {
-        let ready = resource.condition("Ready");
+        let ready = resource.condition(CONDITION_READY);
         return at(
             Lifecycle::Deleted,
             resource.deletion_timestamp.as_ref(),
@@ -304,9 +305,9 @@ fn judge(resource: &ManagedResource, signal: Signal, event_time: Option<&str>) -
         };
         return at(lifecycle, None, None, None);
     }
-    if let Some(synced) = resource.condition("Synced")
+    if let Some(synced) = resource.condition(CONDITION_SYNCED)
         && synced.status == "False"
-        && synced.reason.as_deref() == Some("ReconcileError")
+        && synced.reason.as_deref() == Some(REASON_RECONCILE_ERROR)
     {
         return at(
             Lifecycle::Failed,
@@ -315,7 +316,7 @@ fn judge(resource: &ManagedResource, signal: Signal, event_time: Option<&str>) -
             synced.message.as_ref(),
         );
     }
-    match resource.condition("Ready") {
+    match resource.condition(CONDITION_READY) {
         Some(ready) if ready.status == "True" => {
             let lifecycle = if signal == Signal::Stated(Lifecycle::Updated) {
                 Lifecycle::Updated

@@ -11,9 +11,7 @@ use crate::model::ManagedResource;
 /// Tags of one AWS resource.
 pub type Tags = BTreeMap<String, String>;
 
-pub const TAG_KIND: &str = "crossplane-kind";
-pub const TAG_NAME: &str = "crossplane-name";
-pub const TAG_NAMESPACE: &str = "crossplane-namespace";
+pub use crate::crossplane::{TAG_KIND, TAG_NAME, TAG_NAMESPACE};
 
 /// The tag reads resolution needs, behind a trait so the logic is testable without AWS.
 /// The AWS implementation is `Resource Groups Tagging API.GetResources`.
@@ -150,10 +148,19 @@ impl Guard {
         }
     }
 
-    /// Refuses an ARN outside the allowed accounts and regions, saying why.
+    /// Refuses, saying why, a malformed ARN (an empty or non-numeric account, an empty region,
+    /// a partition that is not the region's) and an ARN outside the allowed accounts and regions.
+    /// Only S3 bucket ARNs name no account and no region; their region is the resource's.
     pub fn check(&self, arn: &str, resource_region: Option<&str>, scope: &Scope) -> Result<(), String> {
         let parsed = Arn::parse(arn).ok_or_else(|| format!("{arn:?} is not an ARN"))?;
-        if !parsed.account.is_empty() {
+        let global = parsed.service == "s3" && parsed.account.is_empty() && parsed.region.is_empty();
+        if !global {
+            if parsed.account.len() != 12 || !parsed.account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("{arn} does not name a 12-digit account"));
+            }
+            if parsed.region.is_empty() {
+                return Err(format!("{arn} does not name a region"));
+            }
             let allowed = if self.allowed_accounts.is_empty() {
                 parsed.account == scope.account
             } else {
@@ -167,11 +174,17 @@ impl Guard {
             }
         }
         let region = Some(parsed.region).filter(|r| !r.is_empty()).or(resource_region);
-        if let Some(region) = region
-            && !self.allowed_regions.is_empty()
-            && !self.allowed_regions.iter().any(|r| r == region)
-        {
-            return Err(format!("region {region} is not one this function may act on"));
+        if let Some(region) = region {
+            if partition(region) != parsed.partition {
+                return Err(format!(
+                    "{arn} is in partition {}, but region {region} is in {}",
+                    parsed.partition,
+                    partition(region)
+                ));
+            }
+            if !self.allowed_regions.is_empty() && !self.allowed_regions.iter().any(|r| r == region) {
+                return Err(format!("region {region} is not one this function may act on"));
+            }
         }
         Ok(())
     }

@@ -58,13 +58,19 @@ pub fn sample(name: &str) -> Value {
 
 /// The sample ready event (namespaced RDS Instance), about the instance or cluster `id`.
 pub fn ready_event(id: &str) -> Value {
+    ready_event_in(id, NAMESPACE)
+}
+
+/// The sample ready event about the instance `id` of a managed resource in `namespace`.
+pub fn ready_event_in(id: &str, namespace: &str) -> Value {
     let mut event = sample("ready.namespaced.json");
     event["id"] = json!(format!("{id}:3:ready"));
     event["subject"] = json!(format!(
-        "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/{NAMESPACE}/instances/{id}"
+        "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/{namespace}/instances/{id}"
     ));
     let data = &mut event["data"];
     data["metadata"]["name"] = json!(id);
+    data["metadata"]["namespace"] = json!(namespace);
     data["metadata"]["annotations"]["crossplane.io/external-name"] = json!(id);
     data["spec"]["forProvider"]["identifier"] = json!(id);
     data["status"]["atProvider"]["arn"] = json!(db_arn(id));
@@ -90,14 +96,14 @@ pub enum Managed {
     ClusterScoped,
 }
 
-fn crossplane_tags(kind: &str, id: &str, managed: Managed) -> Vec<(String, String)> {
+fn crossplane_tags(kind: &str, id: &str, namespace: &str, managed: Managed) -> Vec<(String, String)> {
     let tag = |k: &str, v: &str| (k.to_string(), v.to_string());
     match managed {
         Managed::No => vec![],
         Managed::Namespaced => vec![
             tag("crossplane-kind", &format!("{kind}.rds.aws.m.upbound.io")),
             tag("crossplane-name", id),
-            tag("crossplane-namespace", NAMESPACE),
+            tag("crossplane-namespace", namespace),
             tag("crossplane-providerconfig", "default"),
         ],
         Managed::ClusterScoped => vec![
@@ -119,7 +125,18 @@ fn rds_tags(pairs: Vec<(String, String)>) -> Option<Vec<Tag>> {
 
 /// Creates an RDS instance (PostgreSQL, RDS-managed master password) as the provider would.
 pub async fn create_instance(sdk: &aws_config::SdkConfig, id: &str, extra: &[(&str, &str)], managed: Managed) {
-    let mut tags = crossplane_tags("instance", id, managed);
+    create_instance_in(sdk, id, NAMESPACE, extra, managed).await;
+}
+
+/// As [`create_instance`], for a managed resource in `namespace`.
+pub async fn create_instance_in(
+    sdk: &aws_config::SdkConfig,
+    id: &str,
+    namespace: &str,
+    extra: &[(&str, &str)],
+    managed: Managed,
+) {
+    let mut tags = crossplane_tags("instance", id, namespace, managed);
     tags.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     aws_sdk_rds::Client::new(sdk)
         .create_db_instance()
@@ -145,7 +162,7 @@ pub async fn create_cluster(sdk: &aws_config::SdkConfig, id: &str, managed: Mana
         .database_name("orders")
         .master_username("orders_admin")
         .manage_master_user_password(true)
-        .set_tags(rds_tags(crossplane_tags("cluster", id, managed)))
+        .set_tags(rds_tags(crossplane_tags("cluster", id, NAMESPACE, managed)))
         .send()
         .await
         .expect("create the RDS cluster in moto");
@@ -194,10 +211,11 @@ pub async fn put_webhook_secret(sdk: &aws_config::SdkConfig, name: &str, url: &s
 /// What a function declares it calls: its `AWS_OPERATIONS`.
 pub type Declared = &'static [(&'static str, &'static [&'static str])];
 
-/// A [`CallCounter`](crate::aws::CallCounter) that, when the test ends, checks every AWS
-/// operation it saw is one the function declares (its `AWS_OPERATIONS`, against which the
-/// deployment's IAM policy is checked): a call added to the code without a declaration, and
-/// so without a policy change, fails the test that makes it.
+/// A [`CallCounter`](crate::aws::CallCounter) that refuses every AWS operation the function
+/// does not declare (its `AWS_OPERATIONS`, against which the deployment's IAM policy is
+/// checked): the undeclared call fails as AWS would fail it without the permission, so a call
+/// added to the code without a declaration, and so without a policy change, fails the test
+/// that makes it. [`DeclaredCounter::assert_all_declared`] says so explicitly at a test's end.
 pub struct DeclaredCounter {
     counter: crate::aws::CallCounter,
     declared: Declared,
@@ -206,9 +224,27 @@ pub struct DeclaredCounter {
 impl DeclaredCounter {
     pub fn new(declared: Declared) -> Self {
         DeclaredCounter {
-            counter: crate::aws::CallCounter::new(),
+            counter: crate::aws::CallCounter::declared_only(declared.iter().map(|(name, _)| *name)),
             declared,
         }
+    }
+
+    /// The operations seen that are not declared (each was refused when it was made).
+    pub fn undeclared(&self) -> Vec<String> {
+        self.counter
+            .operations_seen()
+            .into_iter()
+            .filter(|operation| !self.declared.iter().any(|(name, _)| name == operation))
+            .collect()
+    }
+
+    /// Panics naming every undeclared operation the function tried to call.
+    pub fn assert_all_declared(&self) {
+        let undeclared = self.undeclared();
+        assert!(
+            undeclared.is_empty(),
+            "called but not declared in AWS_OPERATIONS (and so not in the IAM policy): {undeclared:?}"
+        );
     }
 }
 
@@ -216,20 +252,6 @@ impl std::ops::Deref for DeclaredCounter {
     type Target = crate::aws::CallCounter;
     fn deref(&self) -> &Self::Target {
         &self.counter
-    }
-}
-
-impl Drop for DeclaredCounter {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            return;
-        }
-        for operation in self.counter.operations_seen() {
-            assert!(
-                self.declared.iter().any(|(name, _)| *name == operation),
-                "{operation} is called but not declared in AWS_OPERATIONS (and so not in the IAM policy)"
-            );
-        }
     }
 }
 
@@ -268,6 +290,44 @@ pub fn assert_declared_operations_are_called(declared: Declared, sources: &[&str
 
 #[cfg(test)]
 mod tests {
+    use super::DeclaredCounter;
+
+    /// A client nobody answers: the declared call fails to connect, the undeclared one is
+    /// refused before it is sent.
+    fn rds_client(counter: &crate::aws::CallCounter) -> aws_sdk_rds::Client {
+        let config = aws_sdk_rds::Config::builder()
+            .behavior_version(aws_sdk_rds::config::BehaviorVersion::latest())
+            .region(aws_sdk_rds::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_rds::config::Credentials::new("a", "b", None, None, "test"))
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(aws_sdk_rds::config::retry::RetryConfig::disabled())
+            .interceptor(counter.clone())
+            .build();
+        aws_sdk_rds::Client::from_conf(config)
+    }
+
+    #[tokio::test]
+    async fn an_undeclared_call_fails_and_is_named() {
+        const DECLARED: super::Declared = &[("RDS.DescribeDBInstances", &["rds:DescribeDBInstances"])];
+        let counter = DeclaredCounter::new(DECLARED);
+        let client = rds_client(&counter);
+        let declared = client.describe_db_instances().send().await.unwrap_err();
+        assert!(!format!("{declared:?}").contains("not declared"), "{declared:?}");
+        let undeclared = client
+            .delete_db_instance()
+            .db_instance_identifier("x")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{undeclared:?}").contains("RDS.DeleteDBInstance is not declared"),
+            "{undeclared:?}"
+        );
+        assert_eq!(counter.undeclared(), vec!["RDS.DeleteDBInstance".to_string()]);
+        let check = std::panic::catch_unwind(|| counter.assert_all_declared());
+        assert!(check.is_err(), "the explicit check fails too");
+    }
+
     #[test]
     fn method_names() {
         assert_eq!(super::method_name("DescribeDBInstances"), "describe_db_instances");

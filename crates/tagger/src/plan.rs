@@ -1,18 +1,17 @@
 //! What the tags of a resource should be, and the difference to write.
 
 use common::ManagedResource;
+use common::crossplane::{
+    ANNOTATION_COMPOSITION_RESOURCE_NAME, LABEL_CLAIM_NAME, LABEL_CLAIM_NAMESPACE, LABEL_COMPOSITE, reserved_tag_key,
+};
 
 use crate::TagSet;
 use crate::policy::TagPolicy;
 use crate::rules;
 
 /// Labels and annotations Crossplane sets on composed resources, and the tag each becomes.
-const DERIVED_FROM_LABELS: &[&str] = &[
-    "crossplane.io/claim-name",
-    "crossplane.io/claim-namespace",
-    "crossplane.io/composite",
-];
-const DERIVED_FROM_ANNOTATIONS: &[&str] = &["crossplane.io/composition-resource-name"];
+const DERIVED_FROM_LABELS: &[&str] = &[LABEL_CLAIM_NAME, LABEL_CLAIM_NAMESPACE, LABEL_COMPOSITE];
+const DERIVED_FROM_ANNOTATIONS: &[&str] = &[ANNOTATION_COMPOSITION_RESOURCE_NAME];
 pub const NAMESPACE_TAG: &str = "crossplane.io/namespace";
 
 /// The tags to write, and the desired tags left out because AWS would refuse them.
@@ -22,14 +21,30 @@ pub struct Plan {
     pub to_set: TagSet,
     /// How many desired tags the resource already carries.
     pub already: usize,
-    /// `key: why` for tags derived from the resource that break AWS's rules.
+    /// `key: why` for tags derived from the resource that break AWS's rules, or that a label
+    /// would set on a reserved key (identity and ownership tags: never from tenant input).
     pub dropped: Vec<String>,
 }
 
 /// Tags derived from the managed resource: claim, composite, namespace, composition resource
-/// name, and labels with the policy's prefix.
-pub fn derived_tags(resource: &ManagedResource, label_prefix: Option<&str>) -> TagSet {
+/// name, and labels with the policy's prefix. A prefixed label that would name a reserved key
+/// (`crossplane-name`, `crossplane.io/claim-name`, `crossplane-lambda.io/resource`, …) is left
+/// out and reported: labels are the tenant's, and identity must not be writable through them.
+pub fn derived_tags(resource: &ManagedResource, label_prefix: Option<&str>) -> (TagSet, Vec<String>) {
     let mut tags = TagSet::new();
+    let mut refused = Vec::new();
+    if let Some(prefix) = label_prefix.filter(|p| !p.is_empty()) {
+        for (label, value) in &resource.labels {
+            if let Some(key) = label.strip_prefix(prefix).filter(|k| !k.is_empty()) {
+                match reserved_tag_key(key) {
+                    Some(why) => refused.push(format!("label {label:?} names the reserved tag {key:?}: {why}")),
+                    None => {
+                        tags.insert(key.to_string(), value.clone());
+                    }
+                }
+            }
+        }
+    }
     for key in DERIVED_FROM_LABELS {
         if let Some(value) = resource.labels.get(*key) {
             tags.insert((*key).to_string(), value.clone());
@@ -43,14 +58,7 @@ pub fn derived_tags(resource: &ManagedResource, label_prefix: Option<&str>) -> T
     if let Some(namespace) = &resource.namespace {
         tags.insert(NAMESPACE_TAG.to_string(), namespace.clone());
     }
-    if let Some(prefix) = label_prefix.filter(|p| !p.is_empty()) {
-        for (label, value) in &resource.labels {
-            if let Some(key) = label.strip_prefix(prefix).filter(|k| !k.is_empty()) {
-                tags.insert(key.to_string(), value.clone());
-            }
-        }
-    }
-    tags
+    (tags, refused)
 }
 
 /// Plans the write for one resource. Precedence: policy `tags` over derived tags over
@@ -64,9 +72,13 @@ pub fn plan(arn: &str, resource: &ManagedResource, current: &TagSet, policy: &Ta
             return Err(format!("the tag policy is invalid for {arn}: {why}"));
         }
     }
-    let mut result = Plan::default();
+    let (derived, refused) = derived_tags(resource, policy.label_prefix.as_deref());
+    let mut result = Plan {
+        dropped: refused,
+        ..Plan::default()
+    };
     let mut enforced = TagSet::new();
-    for (key, value) in derived_tags(resource, policy.label_prefix.as_deref()) {
+    for (key, value) in derived {
         match rules::violation(arn, &key, &value) {
             Some(why) => result.dropped.push(why),
             None => {
@@ -137,7 +149,8 @@ mod tests {
 
     #[test]
     fn derives_tags_from_the_resource() {
-        let derived = derived_tags(&resource(), Some("tags.example.com/"));
+        let (derived, refused) = derived_tags(&resource(), Some("tags.example.com/"));
+        assert!(refused.is_empty());
         assert_eq!(
             derived,
             tags(&[

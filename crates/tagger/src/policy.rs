@@ -35,9 +35,19 @@ pub struct TagPolicy {
 }
 
 impl TagPolicy {
+    /// Parses the document; a policy that names a reserved key (identity and ownership tags,
+    /// see [`common::crossplane::reserved_tag_key`]) is refused as a whole.
     pub fn parse(text: &str, origin: &str) -> Result<Self, HandlerError> {
-        serde_json::from_str(text)
-            .map_err(|e| HandlerError::Permanent(format!("tag policy {origin} is not valid: {e}")))
+        let policy: TagPolicy = serde_json::from_str(text)
+            .map_err(|e| HandlerError::Permanent(format!("tag policy {origin} is not valid: {e}")))?;
+        for key in policy.tags.keys().chain(policy.defaults.keys()) {
+            if let Some(why) = common::crossplane::reserved_tag_key(key) {
+                return Err(HandlerError::Permanent(format!(
+                    "tag policy {origin} names the reserved tag {key:?}: {why}"
+                )));
+            }
+        }
+        Ok(policy)
     }
 }
 
@@ -122,6 +132,21 @@ mod tests {
         assert_eq!(p.label_prefix.as_deref(), Some("tags.example.com/"));
         let e = TagPolicy::parse(r#"{"tagz":{}}"#, "/p").unwrap_err();
         assert!(matches!(e, HandlerError::Permanent(m) if m.contains("/p") && m.contains("tagz")));
+    }
+
+    #[test]
+    fn a_policy_naming_a_reserved_key_is_refused() {
+        for policy in [
+            r#"{"tags":{"crossplane-name":"orders-db"}}"#,
+            r#"{"defaults":{"crossplane-namespace":"team-a"}}"#,
+            r#"{"tags":{"crossplane-lambda.io/resource":"x"}}"#,
+        ] {
+            let e = TagPolicy::parse(policy, "/p").unwrap_err();
+            assert!(
+                matches!(&e, HandlerError::Permanent(m) if m.contains("reserved")),
+                "{policy}: {e:?}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

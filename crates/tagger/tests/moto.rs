@@ -13,7 +13,8 @@ use common::runtime::dispatch;
 use common::tagging::{RdsLiveCheck, TaggingApi};
 use common::testing::DeclaredCounter;
 use common::testing::{
-    Managed, create_instance, db_arn as arn, invocation, moto_config as sdk, ready_event, sample, sample_bytes,
+    Managed, create_instance, create_instance_in, db_arn as arn, invocation, moto_config as sdk, ready_event,
+    ready_event_in, sample, sample_bytes,
 };
 use serde_json::{Value, json};
 use tagger::policy::{CachedPolicy, PolicySource};
@@ -421,4 +422,114 @@ async fn cluster_scoped_resources_are_tagged_too() {
     let tags = live_tags(&sdk, id).await;
     assert_eq!(tags.get("cost-center").map(String::as_str), Some("platform"));
     assert!(!tags.contains_key("crossplane.io/namespace"));
+}
+
+/// Issue 8: a tenant's labels cannot write the provider's identity tags, nor the suite's
+/// ownership tags, onto its own database, so it cannot take another managed resource's identity.
+#[tokio::test]
+async fn a_label_cannot_give_a_database_another_managed_resource_identity() {
+    let sdk = sdk().await;
+    let (victim, attacker) = ("tagger-victim-db", "tagger-attacker-db");
+    create_instance_in(&sdk, victim, "team-a", &[], Managed::Namespaced).await;
+    create_instance_in(&sdk, attacker, "team-b", &[], Managed::Namespaced).await;
+    put_policy(&sdk, "/tests/tagger-forged/policy", policy()).await;
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
+    let tagger = tagger_with(&sdk, "/tests/tagger-forged/policy", &counter).await;
+
+    let victim_subject = format!("/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/{victim}");
+    let mut forged = ready_event_in(attacker, "team-b");
+    let labels = &mut forged["data"]["metadata"]["labels"];
+    labels["tags.platform.example.com/crossplane-name"] = json!(victim);
+    labels["tags.platform.example.com/crossplane-namespace"] = json!("team-a");
+    labels["tags.platform.example.com/Crossplane-Kind"] = json!("instance.rds.aws.m.upbound.io");
+    labels["tags.platform.example.com/crossplane-lambda.io/resource"] = json!(victim_subject);
+    labels["tags.platform.example.com/crossplane.io/claim-namespace"] = json!("team-a");
+    let response = run(&tagger, &forged).await;
+    let (kind, detail) = outcome(&response);
+    assert_eq!(kind, "applied", "{response}");
+    assert!(detail.contains("reserved"), "the refused labels are reported: {detail}");
+
+    let tags = live_tags(&sdk, attacker).await;
+    assert_eq!(
+        tags.get("crossplane-name").map(String::as_str),
+        Some(attacker),
+        "{tags:?}"
+    );
+    assert_eq!(
+        tags.get("crossplane-namespace").map(String::as_str),
+        Some("team-b"),
+        "{tags:?}"
+    );
+    assert_eq!(
+        tags.get("crossplane.io/claim-namespace").map(String::as_str),
+        Some("team-a")
+    );
+    assert!(
+        !tags
+            .keys()
+            .any(|k| k.to_ascii_lowercase().starts_with("crossplane-lambda.io/")),
+        "{tags:?}"
+    );
+    assert!(!tags.contains_key("Crossplane-Kind"), "{tags:?}");
+
+    // The real owner is still served: its database was not adopted by the attacker.
+    let (kind, detail) = {
+        let response = run(&tagger, &ready_event_in(victim, "team-a")).await;
+        let (k, d) = outcome(&response);
+        (k.to_string(), d.to_string())
+    };
+    assert_eq!(kind, "applied", "{detail}");
+    // And the attacker's next event is about its own database only.
+    let again = run(&tagger, &forged).await;
+    assert_eq!(outcome(&again).0, "unchanged", "{again}");
+    counter.assert_all_declared();
+}
+
+/// Issue 8: a policy that names an identity tag is a configuration error, before any write.
+#[tokio::test]
+async fn a_policy_naming_an_identity_tag_is_a_permanent_failure_with_no_write() {
+    let sdk = sdk().await;
+    let id = "tagger-reserved-policy";
+    create_instance(&sdk, id, &[], Managed::Namespaced).await;
+    put_policy(
+        &sdk,
+        "/tests/tagger-reserved/policy",
+        json!({"tags": {"crossplane-namespace": "platform"}}),
+    )
+    .await;
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
+    let tagger = tagger_with(&sdk, "/tests/tagger-reserved/policy", &counter).await;
+    let error = dispatch(&tagger, ready_event(id).to_string().as_bytes(), &invocation(), 4)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "PermanentFailure", "{error}");
+    assert!(error.message().contains("reserved"), "{error}");
+    assert_eq!(counter.writes(), 0);
+    assert_eq!(
+        live_tag(&sdk, id, "crossplane-namespace").await.as_deref(),
+        Some("team-a")
+    );
+    counter.assert_all_declared();
+}
+
+/// Issue 8: an ARN with an empty account (or region, or the wrong partition) is refused
+/// before any AWS call.
+#[tokio::test]
+async fn a_malformed_arn_is_refused_before_any_call() {
+    let sdk = sdk().await;
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
+    let tagger = tagger_with(&sdk, "/tests/unused", &counter).await;
+    for arn in [
+        "arn:aws:rds:us-east-1::db:tagger-no-account",
+        "arn:aws:rds::123456789012:db:tagger-no-region",
+        "arn:aws-cn:rds:us-east-1:123456789012:db:tagger-wrong-partition",
+        "arn:aws:rds:us-east-1:12345:db:tagger-short-account",
+    ] {
+        let mut event = ready_event("tagger-malformed");
+        event["data"]["status"]["atProvider"]["arn"] = json!(arn);
+        let response = run(&tagger, &event).await;
+        assert_eq!(outcome(&response).0, "refused", "{arn}: {response}");
+    }
+    assert_eq!(counter.total(), 0, "{:?}", counter.snapshot());
+    counter.assert_all_declared();
 }
