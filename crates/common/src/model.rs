@@ -98,6 +98,10 @@ pub struct ManagedResource {
     /// False when the resource is known only from an AWS event that did not carry Crossplane's
     /// tags: who manages it is then read from the live resource's `crossplane-*` tags.
     pub identity_verified: bool,
+    /// Whether the event carried the object's labels (a whole object does; a reference, an AWS
+    /// event or an exporter event without them does not): facts derived from labels, such as
+    /// the claim's name, cannot be established without them.
+    pub labels_known: bool,
 }
 
 impl ManagedResource {
@@ -142,6 +146,7 @@ impl ManagedResource {
             deletion_timestamp: opt_str(metadata.get("deletionTimestamp")),
             object: Some(object.clone()),
             identity_verified: true,
+            labels_known: true,
         })
     }
 
@@ -166,6 +171,7 @@ impl ManagedResource {
             deletion_timestamp: None,
             object: None,
             identity_verified: true,
+            labels_known: false,
         })
     }
 

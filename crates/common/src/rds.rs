@@ -38,12 +38,45 @@ pub struct LiveDatabase {
     pub reader_host: Option<String>,
     /// The RDS-managed master user secret, when RDS manages the password.
     pub master_user_secret_arn: Option<String>,
+    /// When RDS created this database (RFC 3339, seconds): with the ARN, it names one lifetime
+    /// of a database, which a database deleted and re-created under the same name does not share.
+    pub created_at: Option<String>,
+}
+
+/// Where a database stands, as RDS says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// There, and not on its way out.
+    Live(LiveDatabase),
+    /// There, but being deleted (or in a state it does not come back from).
+    GoingAway(LiveDatabase),
+    /// RDS does not know it.
+    Gone,
+}
+
+impl Liveness {
+    pub fn live(self) -> Option<LiveDatabase> {
+        match self {
+            Liveness::Live(db) => Some(db),
+            Liveness::GoingAway(_) | Liveness::Gone => None,
+        }
+    }
+}
+
+fn rfc3339(time: Option<&aws_sdk_rds::primitives::DateTime>) -> Option<String> {
+    use aws_sdk_rds::primitives::{DateTime, DateTimeFormat};
+    time.and_then(|t| DateTime::from_secs(t.secs()).fmt(DateTimeFormat::DateTime).ok())
 }
 
 /// The database behind `arn`, or `None` when it does not exist or is on its way out.
 pub async fn describe(client: &RdsClient, arn: &str) -> Result<Option<LiveDatabase>, AwsError> {
+    Ok(liveness(client, arn).await?.live())
+}
+
+/// Whether the database behind `arn` is there, going away, or gone (one describe call).
+pub async fn liveness(client: &RdsClient, arn: &str) -> Result<Liveness, AwsError> {
     let Some(parsed) = Arn::parse(arn).filter(|a| a.service == "rds") else {
-        return Ok(None);
+        return Ok(Liveness::Gone);
     };
     let found = if parsed.resource.starts_with("cluster:") {
         match client.describe_db_clusters().db_cluster_identifier(arn).send().await {
@@ -57,8 +90,9 @@ pub async fn describe(client: &RdsClient, arn: &str) -> Result<Option<LiveDataba
                 username: c.master_username().map(str::to_string),
                 reader_host: c.reader_endpoint().map(str::to_string),
                 master_user_secret_arn: c.master_user_secret().and_then(|s| s.secret_arn()).map(str::to_string),
+                created_at: rfc3339(c.cluster_create_time()),
             }),
-            Err(e) => return not_found_is_none(AwsError::from_sdk("DescribeDBClusters", &e)),
+            Err(e) => return not_found_is_gone(AwsError::from_sdk("DescribeDBClusters", &e)),
         }
     } else {
         match client.describe_db_instances().db_instance_identifier(arn).send().await {
@@ -72,16 +106,21 @@ pub async fn describe(client: &RdsClient, arn: &str) -> Result<Option<LiveDataba
                 username: db.master_username().map(str::to_string),
                 reader_host: None,
                 master_user_secret_arn: db.master_user_secret().and_then(|s| s.secret_arn()).map(str::to_string),
+                created_at: rfc3339(db.instance_create_time()),
             }),
-            Err(e) => return not_found_is_none(AwsError::from_sdk("DescribeDBInstances", &e)),
+            Err(e) => return not_found_is_gone(AwsError::from_sdk("DescribeDBInstances", &e)),
         }
     };
-    Ok(found.filter(|db| !db.status.as_deref().is_some_and(|s| GOING_AWAY.contains(&s))))
+    Ok(match found {
+        None => Liveness::Gone,
+        Some(db) if db.status.as_deref().is_some_and(|s| GOING_AWAY.contains(&s)) => Liveness::GoingAway(db),
+        Some(db) => Liveness::Live(db),
+    })
 }
 
-fn not_found_is_none(error: AwsError) -> Result<Option<LiveDatabase>, AwsError> {
+fn not_found_is_gone(error: AwsError) -> Result<Liveness, AwsError> {
     if NOT_FOUND.iter().any(|code| error.is_code(code)) {
-        Ok(None)
+        Ok(Liveness::Gone)
     } else {
         Err(error)
     }

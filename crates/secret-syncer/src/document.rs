@@ -120,6 +120,7 @@ mod tests {
             username: Some("orders_admin".into()),
             reader_host: None,
             master_user_secret_arn: Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1".into()),
+            created_at: Some("2026-11-20T09:02:41Z".into()),
         })
     }
 

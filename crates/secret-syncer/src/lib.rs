@@ -11,15 +11,38 @@ use aws_config::SdkConfig;
 use aws_sdk_rds::Client as RdsClient;
 use aws_sdk_secretsmanager::Client as SecretsClient;
 use aws_sdk_ssm::Client as SsmClient;
+use std::collections::BTreeSet;
+
 use common::aws::{AwsError, CallCounter};
 use common::model::Lifecycle;
+use common::rds::Liveness;
 use common::resolve::{self, Guard};
 use common::runtime::{Handler, Invocation, Outcome, OutcomeKind};
 use common::tagging::TaggingApi;
 use common::{HandlerError, ManagedResource, ResourceEvent};
 
 use crate::document::{ConnectionDetails, Secret};
-use crate::secrets::{Deleted, SecretPlan, SecretTarget};
+use crate::names::NameError;
+use crate::secrets::{DeleteTarget, SecretPlan, SecretTarget};
+
+/// How many times concurrent first writes are re-read and re-planned before giving up.
+const CONFLICT_ATTEMPTS: u32 = 3;
+
+/// AWS's answers when another invocation wrote the same target first: re-read and converge.
+fn is_write_conflict(error: &AwsError) -> bool {
+    ["ParameterAlreadyExists", "ResourceExistsException", "TooManyUpdates"]
+        .iter()
+        .any(|code| error.is_code(code))
+}
+
+/// The target names of one resource, or why this event cannot establish them.
+enum Targets {
+    Named {
+        secret: Option<String>,
+        parameters: Option<String>,
+    },
+    NotEstablished(String),
+}
 
 pub const NAME: &str = "secret-syncer";
 
@@ -40,9 +63,11 @@ pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
     ("Secrets Manager.PutSecretValue", &["secretsmanager:PutSecretValue"]),
     ("Secrets Manager.RestoreSecret", &["secretsmanager:RestoreSecret"]),
     ("Secrets Manager.DeleteSecret", &["secretsmanager:DeleteSecret"]),
+    ("Secrets Manager.TagResource", &["secretsmanager:TagResource"]),
     ("SSM.GetParametersByPath", &["ssm:GetParametersByPath"]),
     ("SSM.ListTagsForResource", &["ssm:ListTagsForResource"]),
     ("SSM.PutParameter", &["ssm:PutParameter", "ssm:AddTagsToResource"]),
+    ("SSM.AddTagsToResource", &["ssm:AddTagsToResource"]),
     ("SSM.DeleteParameters", &["ssm:DeleteParameters"]),
 ];
 pub const DEFAULT_SECRET_TEMPLATE: &str = "crossplane/{namespace}/{name}/connection";
@@ -151,18 +176,25 @@ impl SecretSyncer {
         }
     }
 
-    fn targets(&self, resource: &ManagedResource) -> Result<(Option<String>, Option<String>), HandlerError> {
+    fn targets(&self, resource: &ManagedResource) -> Result<Targets, HandlerError> {
         let render = |template: &Option<String>, check: fn(&str) -> Result<(), String>| {
             template
                 .as_deref()
-                .map(|t| names::render(t, resource).and_then(|name| check(&name).map(|()| name)))
+                .map(|t| {
+                    names::render(t, resource).and_then(|name| check(&name).map(|()| name).map_err(NameError::Invalid))
+                })
                 .transpose()
-                .map_err(HandlerError::Permanent)
         };
-        Ok((
-            render(&self.settings.secret_name_template, names::check_secret_name)?,
-            render(&self.settings.parameter_path_template, names::check_parameter_path)?,
-        ))
+        match (
+            render(&self.settings.secret_name_template, names::check_secret_name),
+            render(&self.settings.parameter_path_template, names::check_parameter_path),
+        ) {
+            (Ok(secret), Ok(parameters)) => Ok(Targets::Named { secret, parameters }),
+            (Err(NameError::Invalid(why)), _) | (_, Err(NameError::Invalid(why))) => Err(HandlerError::Permanent(why)),
+            (Err(NameError::NotEstablished(why)), _) | (_, Err(NameError::NotEstablished(why))) => {
+                Ok(Targets::NotEstablished(why))
+            }
+        }
     }
 
     async fn sync(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
@@ -182,24 +214,60 @@ impl SecretSyncer {
                 "the database is gone or being deleted",
             ));
         };
+        let (secret_name, parameter_path) = match self.targets(&resolved.resource)? {
+            Targets::Named { secret, parameters } => (secret, parameters),
+            Targets::NotEstablished(why) => return Ok(Outcome::new(OutcomeKind::Skipped, Some(arn), why)),
+        };
         if self.settings.include_password {
             details.password = Some(
                 self.master_password(details.database.master_user_secret_arn.as_deref(), arn)
                     .await?,
             );
         }
-        let subject = resolved.resource.subject();
-        let (secret_name, parameter_path) = self.targets(&resolved.resource)?;
-        let content = details.document();
+        let write = Write {
+            arn,
+            subject: resolved.resource.subject(),
+            secret_name: secret_name.as_deref(),
+            parameter_path: parameter_path.as_deref(),
+            details: &details,
+        };
+        // Concurrent first syncs of one database race to create the same targets: the loser
+        // re-reads and converges on what the winner wrote (or retries later), never fails hard.
+        let mut attempt = 1;
+        loop {
+            match self.plan_and_apply(&write, invocation).await {
+                Err(conflict) if is_write_conflict(&conflict) => {
+                    if attempt >= CONFLICT_ATTEMPTS {
+                        return Err(HandlerError::Retryable(format!(
+                            "another invocation is writing the same targets: {conflict}"
+                        )));
+                    }
+                    tracing::info!(event = %event.id, resource = arn, error = %conflict, "write conflict: re-reading");
+                    attempt += 1;
+                }
+                result => return Ok(result?),
+            }
+        }
+    }
 
-        // Plan every target before writing any: a refusal anywhere changes nothing anywhere.
-        let secret_plan = match &secret_name {
-            Some(name) => Some(secrets::plan(&self.secrets, name, &subject, &content).await?),
+    /// Plans every target before writing any (a refusal anywhere changes nothing anywhere),
+    /// then writes only the difference.
+    async fn plan_and_apply(&self, write: &Write<'_>, invocation: &Invocation) -> Result<Outcome, AwsError> {
+        let Write {
+            arn,
+            subject,
+            secret_name,
+            parameter_path,
+            details,
+        } = write;
+        let content = details.document();
+        let entries = details.entries();
+        let secret_plan = match secret_name {
+            Some(name) => Some(secrets::plan(&self.secrets, name, subject, arn, &content).await?),
             None => None,
         };
-        let entries = details.entries();
-        let parameter_plan = match &parameter_path {
-            Some(path) => Some(parameters::plan(&self.ssm, path, &subject, &entries).await?),
+        let parameter_plan = match parameter_path {
+            Some(path) => Some(parameters::plan(&self.ssm, path, subject, arn, &entries).await?),
             None => None,
         };
         let mut refusals = Vec::new();
@@ -209,14 +277,32 @@ impl SecretSyncer {
         if let Some(plan) = &parameter_plan {
             refusals.extend(plan.not_owned.iter().cloned());
         }
+        // Overwriting details written for another database needs that database gone: a secret
+        // is never repointed at a database while the one it describes still exists.
+        let others: BTreeSet<&str> = secret_plan
+            .iter()
+            .filter_map(SecretPlan::other_database)
+            .chain(
+                parameter_plan
+                    .iter()
+                    .flat_map(|p| p.other_databases.iter().map(String::as_str)),
+            )
+            .collect();
+        for other in others {
+            if let Some(why) = self.still_exists(other, invocation).await? {
+                refusals.push(format!(
+                    "the targets were written for {other}, {why}; not overwritten with {arn}"
+                ));
+            }
+        }
         if !refusals.is_empty() {
             return Ok(Outcome::new(OutcomeKind::Refused, Some(arn), refusals.join("; ")));
         }
 
         let mut done = Vec::new();
-        if let (Some(name), Some(plan)) = (&secret_name, &secret_plan) {
+        if let (Some(name), Some(plan)) = (secret_name, &secret_plan) {
             let target = SecretTarget {
-                name: name.clone(),
+                name: name.to_string(),
                 kms_key_id: self.settings.secret_kms_key_id.clone(),
                 subject: subject.clone(),
                 source_arn: arn.to_string(),
@@ -230,10 +316,17 @@ impl SecretSyncer {
                 done.push(format!("{verb} secret {name}"));
             }
         }
-        if let (Some(path), Some(plan)) = (&parameter_path, &parameter_plan)
+        if let (Some(path), Some(plan)) = (parameter_path, &parameter_plan)
             && !plan.is_unchanged()
         {
-            let n = parameters::apply(&self.ssm, plan, &subject, self.settings.parameter_kms_key_id.as_deref()).await?;
+            let n = parameters::apply(
+                &self.ssm,
+                plan,
+                subject,
+                arn,
+                self.settings.parameter_kms_key_id.as_deref(),
+            )
+            .await?;
             done.push(format!("wrote {n} parameters under {path}"));
         }
         let published = [
@@ -252,6 +345,21 @@ impl SecretSyncer {
             )
         } else {
             Outcome::new(OutcomeKind::Applied, Some(arn), done.join("; "))
+        })
+    }
+
+    /// `Some(why)` when the database at `arn` is still there (or cannot be checked: outside the
+    /// guard); `None` when it is gone or being deleted.
+    async fn still_exists(&self, arn: &str, invocation: &Invocation) -> Result<Option<String>, AwsError> {
+        if let Err(why) = self.settings.guard.check(arn, None, &invocation.scope) {
+            return Ok(Some(format!("which cannot be checked ({why})")));
+        }
+        Ok(match common::rds::liveness(&self.rds, arn).await? {
+            Liveness::Live(db) => Some(format!(
+                "which still exists (status {})",
+                db.status.as_deref().unwrap_or("unknown")
+            )),
+            Liveness::GoingAway(_) | Liveness::Gone => None,
         })
     }
 
@@ -282,6 +390,9 @@ impl SecretSyncer {
             })
     }
 
+    /// Deletion on proof: only targets that are ours for this managed resource, and only once
+    /// the database each one recorded (its `source-arn` tag) is gone or being deleted. The
+    /// event's own ARN proves nothing (a reference builds it from the object's name).
     async fn remove(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
         let resource = &event.resource;
         if !resource.identity_verified {
@@ -298,56 +409,101 @@ impl SecretSyncer {
                 "deleted: connection details retained (DELETE_POLICY=retain)",
             ));
         }
-        // A delete event for a database that is still there is stale or forged: keep everything.
-        if let Some(arn) = resolve::arn_of(resource, &invocation.scope) {
-            if let Err(why) = self
-                .settings
-                .guard
-                .check(&arn, resource.region.as_deref(), &invocation.scope)
-            {
-                return Ok(Outcome::new(OutcomeKind::Refused, Some(&arn), why));
+        let subject = resource.subject();
+        let (secret_name, parameter_path) = match self.targets(resource)? {
+            Targets::Named { secret, parameters } => (secret, parameters),
+            Targets::NotEstablished(why) => return Ok(Outcome::new(OutcomeKind::Skipped, None, why)),
+        };
+        let mut left_alone = Vec::new();
+        // (what, the database it records) for each target of ours.
+        let mut ours: Vec<(String, Option<String>)> = Vec::new();
+        let secret = match &secret_name {
+            Some(name) => secrets::inspect_for_delete(&self.secrets, name, &subject).await?,
+            None => DeleteTarget::Absent,
+        };
+        match &secret {
+            DeleteTarget::NotOwned(why) => left_alone.push(why.clone()),
+            DeleteTarget::Ours { recorded_arn } => {
+                ours.push((
+                    format!("secret {}", secret_name.as_deref().unwrap_or_default()),
+                    recorded_arn.clone(),
+                ));
             }
-            if common::rds::describe(&self.rds, &arn).await?.is_some() {
+            DeleteTarget::Absent | DeleteTarget::AlreadyScheduled => {}
+        }
+        let found = match &parameter_path {
+            Some(path) => parameters::inspect_for_delete(&self.ssm, path, &subject).await?,
+            None => parameters::DeleteTargets::default(),
+        };
+        left_alone.extend(found.not_ours.iter().cloned());
+        ours.extend(
+            found
+                .ours
+                .iter()
+                .map(|(name, recorded)| (format!("parameter {name}"), recorded.clone())),
+        );
+
+        // The proof, once per database: every one our targets were written for is gone.
+        let mut checked = BTreeSet::new();
+        for (what, recorded) in &ours {
+            let Some(arn) = recorded else {
                 return Ok(Outcome::new(
                     OutcomeKind::Skipped,
-                    Some(&arn),
-                    "the database still exists: nothing deleted",
+                    None,
+                    format!(
+                        "{what} records no database (no {} tag): nothing deleted",
+                        secrets::SOURCE_ARN_TAG
+                    ),
+                ));
+            };
+            if checked.insert(arn.clone())
+                && let Some(why) = self.still_exists(arn, invocation).await?
+            {
+                return Ok(Outcome::new(
+                    OutcomeKind::Skipped,
+                    Some(arn),
+                    format!("the database {what} was written for, {arn}, {why}: nothing deleted"),
                 ));
             }
         }
-        let subject = resource.subject();
-        let (secret_name, parameter_path) = self.targets(resource)?;
+
         let mut done = Vec::new();
-        let mut refused = Vec::new();
-        if let Some(name) = &secret_name {
-            match secrets::delete(&self.secrets, name, &subject, self.settings.recovery_window_days).await? {
-                Deleted::Scheduled => done.push(format!(
-                    "secret {name} scheduled for deletion in {} days",
-                    self.settings.recovery_window_days
-                )),
-                Deleted::AlreadyGone => {}
-                Deleted::NotOwned(why) => refused.push(why),
-            }
+        if let (Some(name), DeleteTarget::Ours { .. }) = (&secret_name, &secret) {
+            secrets::schedule_delete(&self.secrets, name, self.settings.recovery_window_days).await?;
+            done.push(format!(
+                "secret {name} scheduled for deletion in {} days",
+                self.settings.recovery_window_days
+            ));
         }
-        if let Some(path) = &parameter_path {
-            let (deleted, not_ours) = parameters::delete(&self.ssm, path, &subject).await?;
-            if deleted > 0 {
-                done.push(format!("deleted {deleted} parameters under {path}"));
-            }
-            refused.extend(not_ours);
+        let parameter_names: Vec<String> = found.ours.iter().map(|(name, _)| name.clone()).collect();
+        if let Some(path) = &parameter_path
+            && !parameter_names.is_empty()
+        {
+            parameters::delete(&self.ssm, &parameter_names).await?;
+            done.push(format!("deleted {} parameters under {path}", parameter_names.len()));
         }
-        Ok(match (done.is_empty(), refused.is_empty()) {
+        let database = checked.into_iter().next();
+        Ok(match (done.is_empty(), left_alone.is_empty()) {
             (true, true) => Outcome::new(OutcomeKind::Unchanged, None, "nothing of ours left to delete"),
-            (true, false) => Outcome::new(OutcomeKind::Refused, None, refused.join("; ")),
+            (true, false) => Outcome::new(OutcomeKind::Refused, None, left_alone.join("; ")),
             (false, _) => {
                 let mut detail = done.join("; ");
-                if !refused.is_empty() {
-                    detail = format!("{detail}; left alone: {}", refused.join("; "));
+                if !left_alone.is_empty() {
+                    detail = format!("{detail}; left alone: {}", left_alone.join("; "));
                 }
-                Outcome::new(OutcomeKind::Applied, None, detail)
+                Outcome::new(OutcomeKind::Applied, database.as_deref(), detail)
             }
         })
     }
+}
+
+/// What one sync writes.
+struct Write<'a> {
+    arn: &'a str,
+    subject: String,
+    secret_name: Option<&'a str>,
+    parameter_path: Option<&'a str>,
+    details: &'a ConnectionDetails,
 }
 
 /// Only RDS instances and clusters have connection details to publish.

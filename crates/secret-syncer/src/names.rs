@@ -1,25 +1,28 @@
 //! Where the connection details go: names rendered from templates over the managed resource.
 //!
-//! Placeholders: `{namespace}` (the managed resource's namespace, else its claim's, else
-//! `cluster`), `{name}`, `{claim}` (the claim's name, else `{name}`), `{kind}` (lower case).
+//! One database must get one name whatever trigger delivered its event, so the placeholders
+//! are facts every path establishes the same way (README, "Target names"):
+//! `{namespace}` (the managed resource's namespace; `cluster` for a cluster-scoped one),
+//! `{name}` and `{kind}` (lower case): from the event's object or reference, checked against
+//! the provider's `crossplane-*` tags on the live resource, or taken from them for AWS events.
+//! `{claim}` (the claim's name, from the `crossplane.io/claim-name` label) only exists where the
+//! event carried the object's labels; on other paths rendering says so and nothing is written.
 
 use common::ManagedResource;
+use common::crossplane::LABEL_CLAIM_NAME;
 
-const CLAIM_NAME: &str = "crossplane.io/claim-name";
-const CLAIM_NAMESPACE: &str = "crossplane.io/claim-namespace";
+/// Why a template could not be rendered for a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    /// The template itself is wrong: a configuration error.
+    Invalid(String),
+    /// This event cannot establish a fact the template needs (e.g. `{claim}` from an AWS event).
+    NotEstablished(String),
+}
 
 /// Renders a template; an unknown placeholder is an error naming it.
-pub fn render(template: &str, resource: &ManagedResource) -> Result<String, String> {
-    let namespace = resource
-        .namespace
-        .clone()
-        .or_else(|| resource.labels.get(CLAIM_NAMESPACE).cloned())
-        .unwrap_or_else(|| "cluster".to_string());
-    let claim = resource
-        .labels
-        .get(CLAIM_NAME)
-        .cloned()
-        .unwrap_or_else(|| resource.name.clone());
+pub fn render(template: &str, resource: &ManagedResource) -> Result<String, NameError> {
+    let namespace = resource.namespace.as_deref().unwrap_or("cluster");
     let kind = resource.kind.to_ascii_lowercase();
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
@@ -27,14 +30,16 @@ pub fn render(template: &str, resource: &ManagedResource) -> Result<String, Stri
         out.push_str(before);
         let (placeholder, tail) = after
             .split_once('}')
-            .ok_or_else(|| format!("template {template:?} has an unclosed '{{'"))?;
+            .ok_or_else(|| NameError::Invalid(format!("template {template:?} has an unclosed '{{'")))?;
         let value = match placeholder {
-            "namespace" => namespace.as_str(),
+            "namespace" => namespace,
             "name" => resource.name.as_str(),
-            "claim" => claim.as_str(),
             "kind" => kind.as_str(),
+            "claim" => claim(resource)?,
             other => {
-                return Err(format!("template {template:?} has an unknown placeholder {{{other}}}"));
+                return Err(NameError::Invalid(format!(
+                    "template {template:?} has an unknown placeholder {{{other}}}"
+                )));
             }
         };
         out.push_str(value);
@@ -42,6 +47,26 @@ pub fn render(template: &str, resource: &ManagedResource) -> Result<String, Stri
     }
     out.push_str(rest);
     Ok(out)
+}
+
+fn claim(resource: &ManagedResource) -> Result<&str, NameError> {
+    if !resource.labels_known {
+        return Err(NameError::NotEstablished(format!(
+            "{{claim}} needs the managed resource's labels, which this event does not carry \
+             (only events with the object do): nothing written for {}",
+            resource.display_name()
+        )));
+    }
+    resource
+        .labels
+        .get(LABEL_CLAIM_NAME)
+        .map(String::as_str)
+        .ok_or_else(|| {
+            NameError::NotEstablished(format!(
+                "{{claim}}: {} has no {LABEL_CLAIM_NAME} label (it belongs to no claim)",
+                resource.display_name()
+            ))
+        })
 }
 
 /// Secrets Manager names: 1–512 characters of `A-Za-z0-9/_+=.@-`.
@@ -95,9 +120,34 @@ mod tests {
             "crossplane/team-a/orders-db/connection"
         );
         assert_eq!(render("/apps/{claim}/{kind}", &r).unwrap(), "/apps/orders/instance");
-        assert_eq!(render("{namespace}", &resource(None)).unwrap(), "cluster");
-        assert!(render("x/{nope}", &r).unwrap_err().contains("{nope}"));
-        assert!(render("x/{name", &r).unwrap_err().contains("unclosed"));
+        assert!(matches!(render("x/{nope}", &r), Err(NameError::Invalid(m)) if m.contains("{nope}")));
+        assert!(matches!(render("x/{name", &r), Err(NameError::Invalid(m)) if m.contains("unclosed")));
+    }
+
+    #[test]
+    fn the_namespace_is_the_managed_resources_own_never_a_label() {
+        // A cluster-scoped managed resource of a claim in team-a: every trigger agrees on
+        // `cluster`, including an AWS event that knows no labels.
+        let r = resource(None);
+        assert_eq!(render("{namespace}/{name}", &r).unwrap(), "cluster/orders-db");
+    }
+
+    #[test]
+    fn a_claim_is_only_rendered_where_the_labels_are_known() {
+        let mut r = resource(Some("team-a"));
+        r.labels_known = false;
+        assert!(matches!(render("/apps/{claim}", &r), Err(NameError::NotEstablished(m)) if m.contains("labels")));
+        let mut unclaimed = resource(Some("team-a"));
+        unclaimed.labels.clear();
+        assert!(matches!(
+            render("/apps/{claim}", &unclaimed),
+            Err(NameError::NotEstablished(_))
+        ));
+        // Placeholders it does not use need no labels.
+        assert_eq!(
+            render("/apps/{namespace}/{name}", &r).unwrap(),
+            "/apps/team-a/orders-db"
+        );
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! password. Read before write (one `GetParametersByPath`); only parameters carrying our
 //! ownership tags for this managed resource are overwritten or deleted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ssm::Client as SsmClient;
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 use common::aws::AwsError;
 
 use crate::document::{PASSWORD_KEY, Secret};
-use crate::secrets::{OWNER_TAG, OWNER_VALUE, RESOURCE_TAG, owned_by_us};
+use crate::secrets::{OWNER_TAG, OWNER_VALUE, RESOURCE_TAG, SOURCE_ARN_TAG, owned_by_us, recorded_arn};
 
 /// One parameter to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub struct ParameterWrite {
     pub secure: bool,
     /// It exists (and is ours): overwrite, without tags (SSM refuses tags with overwrite).
     pub exists: bool,
+    /// It exists but does not record this database: its source tag is rewritten.
+    pub retag: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +30,8 @@ pub struct ParametersPlan {
     pub stale: Vec<String>,
     /// Parameters that are someone else's: refuse, change nothing.
     pub not_owned: Vec<String>,
+    /// Other databases our parameters to be overwritten were written for: each must be gone.
+    pub other_databases: BTreeSet<String>,
 }
 
 impl ParametersPlan {
@@ -60,7 +64,8 @@ async fn read_path(client: &SsmClient, path: &str) -> Result<BTreeMap<String, St
     }
 }
 
-async fn ours(client: &SsmClient, name: &str, subject: &str) -> Result<Result<(), String>, AwsError> {
+/// Ours for `subject` (with the database it records, if any), or why not.
+async fn ours(client: &SsmClient, name: &str, subject: &str) -> Result<Result<Option<String>, String>, AwsError> {
     let tags = client
         .list_tags_for_resource()
         .resource_type(ResourceTypeForTagging::Parameter)
@@ -68,14 +73,15 @@ async fn ours(client: &SsmClient, name: &str, subject: &str) -> Result<Result<()
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("ListTagsForResource", &e))?;
-    let list = tags.tag_list();
-    Ok(owned_by_us(list.iter().map(|t| (t.key(), t.value())), subject))
+    let pairs = || tags.tag_list().iter().map(|t| (t.key(), t.value()));
+    Ok(owned_by_us(pairs(), subject).map(|()| recorded_arn(pairs())))
 }
 
 pub async fn plan(
     client: &SsmClient,
     path: &str,
     subject: &str,
+    source_arn: &str,
     entries: &BTreeMap<&'static str, Secret>,
 ) -> Result<ParametersPlan, AwsError> {
     let existing = read_path(client, path).await?;
@@ -85,10 +91,14 @@ pub async fn plan(
         match existing.get(&name) {
             Some(current) if current == value.expose() => {}
             Some(_) => match ours(client, &name, subject).await? {
-                Ok(()) => plan.writes.push(write(name, key, value, true)),
+                Ok(recorded) => {
+                    let retag = recorded.as_deref() != Some(source_arn);
+                    plan.other_databases.extend(recorded.filter(|r| r != source_arn));
+                    plan.writes.push(write(name, key, value, true, retag));
+                }
                 Err(why) => plan.not_owned.push(format!("parameter {name} is not ours: {why}")),
             },
-            None => plan.writes.push(write(name, key, value, false)),
+            None => plan.writes.push(write(name, key, value, false, false)),
         }
     }
     for name in existing.keys() {
@@ -100,19 +110,25 @@ pub async fn plan(
     Ok(plan)
 }
 
-fn write(name: String, key: &str, value: &Secret, exists: bool) -> ParameterWrite {
+fn write(name: String, key: &str, value: &Secret, exists: bool, retag: bool) -> ParameterWrite {
     ParameterWrite {
         name,
         value: value.clone(),
         secure: key == PASSWORD_KEY,
         exists,
+        retag,
     }
+}
+
+fn tag(key: &str, value: &str) -> Result<Tag, AwsError> {
+    Tag::builder().key(key).value(value).build().map_err(|e| tag_error(&e))
 }
 
 pub async fn apply(
     client: &SsmClient,
     plan: &ParametersPlan,
     subject: &str,
+    source_arn: &str,
     kms_key_id: Option<&str>,
 ) -> Result<usize, AwsError> {
     for parameter in &plan.writes {
@@ -132,25 +148,24 @@ pub async fn apply(
             request.overwrite(true)
         } else {
             request
-                .tags(
-                    Tag::builder()
-                        .key(OWNER_TAG)
-                        .value(OWNER_VALUE)
-                        .build()
-                        .map_err(|e| tag_error(&e))?,
-                )
-                .tags(
-                    Tag::builder()
-                        .key(RESOURCE_TAG)
-                        .value(subject)
-                        .build()
-                        .map_err(|e| tag_error(&e))?,
-                )
+                .tags(tag(OWNER_TAG, OWNER_VALUE)?)
+                .tags(tag(RESOURCE_TAG, subject)?)
+                .tags(tag(SOURCE_ARN_TAG, source_arn)?)
         };
         request
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("PutParameter", &e))?;
+        if parameter.retag {
+            client
+                .add_tags_to_resource()
+                .resource_type(ResourceTypeForTagging::Parameter)
+                .resource_id(&parameter.name)
+                .tags(tag(SOURCE_ARN_TAG, source_arn)?)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("AddTagsToResource", &e))?;
+        }
     }
     delete_names(client, &plan.stale).await?;
     Ok(plan.writes.len() + plan.stale.len())
@@ -178,16 +193,27 @@ async fn delete_names(client: &SsmClient, names: &[String]) -> Result<(), AwsErr
     Ok(())
 }
 
-/// Deletes our parameters under the path; returns how many, and the ones left as not ours.
-pub async fn delete(client: &SsmClient, path: &str, subject: &str) -> Result<(usize, Vec<String>), AwsError> {
+/// Our parameters under the path, each with the database it records (`None`: written before
+/// the suite recorded it), and the ones that are not ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteTargets {
+    pub ours: Vec<(String, Option<String>)>,
+    pub not_ours: Vec<String>,
+}
+
+pub async fn inspect_for_delete(client: &SsmClient, path: &str, subject: &str) -> Result<DeleteTargets, AwsError> {
     let existing = read_path(client, path).await?;
-    let (mut mine, mut not_ours) = (Vec::new(), Vec::new());
+    let mut found = DeleteTargets::default();
     for name in existing.keys() {
         match ours(client, name, subject).await? {
-            Ok(()) => mine.push(name.clone()),
-            Err(why) => not_ours.push(format!("parameter {name} is not ours: {why}")),
+            Ok(recorded) => found.ours.push((name.clone(), recorded)),
+            Err(why) => found.not_ours.push(format!("parameter {name} is not ours: {why}")),
         }
     }
-    delete_names(client, &mine).await?;
-    Ok((mine.len(), not_ours))
+    Ok(found)
+}
+
+/// Deletes the named parameters (ours, proven).
+pub async fn delete(client: &SsmClient, names: &[String]) -> Result<(), AwsError> {
+    delete_names(client, names).await
 }

@@ -373,3 +373,214 @@ async fn a_resource_that_is_not_a_database_is_skipped_without_calls() {
     assert_eq!(outcome, "skipped");
     assert_eq!(counter.total(), 0);
 }
+
+fn delete_settings() -> Settings {
+    Settings {
+        delete_policy: DeletePolicy::Delete,
+        ..settings()
+    }
+}
+
+async fn delete_instance(id: &str) {
+    aws_sdk_rds::Client::new(&moto_config().await)
+        .delete_db_instance()
+        .db_instance_identifier(id)
+        .skip_final_snapshot(true)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn secret_exists_and_is_not_scheduled(name: &str) -> bool {
+    match secrets_client().await.describe_secret().secret_id(name).send().await {
+        Ok(described) => described.deleted_date().is_none(),
+        Err(_) => false,
+    }
+}
+
+/// Issue 8: a Knative `ref.delete` carries only a reference, so the ARN built from it uses the
+/// managed resource's name, not its external name: that database "does not exist", but the
+/// real one, recorded on the secret, does. Nothing may be deleted.
+#[tokio::test]
+async fn a_delete_event_for_a_live_database_deletes_nothing() {
+    let sdk = moto_config().await;
+    let (name, external) = ("ss-live", "ss-live-x7k2p");
+    create_instance(&sdk, external, &[], Managed::No).await;
+    // The provider's tags name the managed resource `ss-live`, its external name differs.
+    aws_sdk_rds::Client::new(&sdk)
+        .add_tags_to_resource()
+        .resource_name(db_arn(external))
+        .set_tags(Some(
+            [
+                ("crossplane-kind", "instance.rds.aws.m.upbound.io"),
+                ("crossplane-name", name),
+                ("crossplane-namespace", "team-a"),
+            ]
+            .into_iter()
+            .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build())
+            .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
+    let syncer = syncer(delete_settings(), &counter).await;
+    let mut ready = ready_event(name);
+    ready["data"]["metadata"]["annotations"]["crossplane.io/external-name"] = json!(external);
+    ready["data"]["spec"]["forProvider"]["identifier"] = json!(external);
+    ready["data"]["status"]["atProvider"]["arn"] = json!(db_arn(external));
+    assert_eq!(run(&syncer, &ready).await.0, "applied");
+
+    let mut reference_delete = common::testing::sample("knative.ref-add.json");
+    reference_delete["type"] = json!("dev.knative.apiserver.ref.delete");
+    reference_delete["subject"] = json!(format!(
+        "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/{name}"
+    ));
+    reference_delete["data"]["name"] = json!(name);
+    counter.reset();
+    let (outcome, detail) = run(&syncer, &reference_delete).await;
+    assert_eq!(outcome, "skipped", "{detail}");
+    assert!(detail.contains("still exists"), "{detail}");
+    assert_eq!(counter.writes(), 0, "{:?}", counter.snapshot());
+    let secret = format!("crossplane/team-a/{name}/connection");
+    assert!(
+        secret_exists_and_is_not_scheduled(&secret).await,
+        "the secret of a live database stays"
+    );
+    assert_eq!(parameters(&format!("/crossplane/team-a/{name}")).await.len(), 8);
+
+    // Once the recorded database is really gone, the same reference deletes.
+    delete_instance(external).await;
+    let (outcome, detail) = run(&syncer, &reference_delete).await;
+    assert_eq!(outcome, "applied", "{detail}");
+    assert!(!secret_exists_and_is_not_scheduled(&secret).await);
+    assert!(parameters(&format!("/crossplane/team-a/{name}")).await.is_empty());
+    counter.assert_all_declared();
+}
+
+/// Issue 8: when a Ready flap makes Crossplane delete the composed Invocations, every function
+/// receives `tf.action=delete` for a database that still exists: nothing may be deleted.
+#[tokio::test]
+async fn an_invocation_delete_during_a_ready_flap_deletes_nothing() {
+    let sdk = moto_config().await;
+    let id = "ss-flap";
+    create_instance(&sdk, id, &[], Managed::Namespaced).await;
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
+    let syncer = syncer(delete_settings(), &counter).await;
+    let mut invocation_input = ready_event(id);
+    invocation_input["tf"] = json!({"action": "create", "prev_input": null});
+    assert_eq!(run(&syncer, &invocation_input).await.0, "applied");
+    invocation_input["tf"] = json!({"action": "delete", "prev_input": null});
+    counter.reset();
+    let (outcome, detail) = run(&syncer, &invocation_input).await;
+    assert_eq!(outcome, "skipped", "{detail}");
+    assert_eq!(counter.writes(), 0);
+    assert!(secret_exists_and_is_not_scheduled(&format!("crossplane/team-a/{id}/connection")).await);
+    counter.assert_all_declared();
+}
+
+/// Issue 8: a cluster-scoped managed resource of a claim in team-a, synced through our
+/// CloudEvent (which carries its labels) and through RDS's own EventBridge event (which
+/// carries none): one database, one secret.
+#[tokio::test]
+async fn one_database_gets_one_secret_whatever_the_trigger() {
+    let sdk = moto_config().await;
+    let id = "ss-one-name";
+    create_instance(&sdk, id, &[], Managed::ClusterScoped).await;
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
+    let syncer = syncer(settings(), &counter).await;
+    let mut cloudevent = common::testing::sample("ready.cluster-scoped.json");
+    cloudevent["subject"] = json!(format!("/apis/rds.aws.upbound.io/v1beta3/instances/{id}"));
+    cloudevent["data"]["metadata"]["name"] = json!(id);
+    cloudevent["data"]["metadata"]["annotations"]["crossplane.io/external-name"] = json!(id);
+    cloudevent["data"]["status"]["atProvider"]["arn"] = json!(db_arn(id));
+    let mut eventbridge = common::testing::sample("eventbridge.rds-instance-created.json");
+    eventbridge["detail"]["SourceArn"] = json!(db_arn(id));
+    eventbridge["detail"]["SourceIdentifier"] = json!(format!("rds:{id}"));
+    eventbridge["detail"].as_object_mut().unwrap().remove("Tags");
+    let (first, detail) = run(&syncer, &cloudevent).await;
+    assert_eq!(first, "applied", "{detail}");
+    let (second, detail) = run(&syncer, &eventbridge).await;
+    assert_eq!(second, "unchanged", "the same targets, already current: {detail}");
+    let listed = secrets_client()
+        .await
+        .list_secrets()
+        .filters(
+            aws_sdk_secretsmanager::types::Filter::builder()
+                .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
+                .values("crossplane/")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ours: Vec<&str> = listed
+        .secret_list()
+        .iter()
+        .filter_map(|s| s.name())
+        .filter(|n| n.contains(id))
+        .collect();
+    assert_eq!(ours, vec![format!("crossplane/cluster/{id}/connection").as_str()]);
+    counter.assert_all_declared();
+}
+
+/// Issue 8: a template placeholder an event cannot establish skips the event instead of
+/// writing under another name.
+#[tokio::test]
+async fn a_claim_placeholder_is_not_guessed_from_an_aws_event() {
+    let sdk = moto_config().await;
+    let id = "ss-claim-template";
+    create_instance(&sdk, id, &[], Managed::Namespaced).await;
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
+    let syncer = syncer(
+        Settings {
+            secret_name_template: Some("apps/{namespace}/{claim}/db".into()),
+            parameter_path_template: None,
+            ..Settings::default()
+        },
+        &counter,
+    )
+    .await;
+    let mut eventbridge = common::testing::sample("eventbridge.rds-instance-created.json");
+    eventbridge["detail"]["SourceArn"] = json!(db_arn(id));
+    eventbridge["detail"]["SourceIdentifier"] = json!(id);
+    eventbridge["detail"]["Tags"]["crossplane-name"] = json!(id);
+    let (outcome, detail) = run(&syncer, &eventbridge).await;
+    assert_eq!(outcome, "skipped", "{detail}");
+    assert!(detail.contains("{claim}"), "{detail}");
+    assert_eq!(counter.writes(), 0);
+    let (outcome, detail) = run(&syncer, &ready_event(id)).await;
+    assert_eq!(outcome, "applied", "{detail}");
+    assert!(detail.contains("apps/team-a/orders/db"), "{detail}");
+    counter.assert_all_declared();
+}
+
+/// Issue 8: eight concurrent first syncs of one database race to create the same secret and
+/// parameters; the losers converge, none reports a permanent failure.
+#[tokio::test]
+async fn concurrent_first_syncs_converge_without_a_permanent_failure() {
+    let sdk = moto_config().await;
+    let id = "ss-race";
+    create_instance(&sdk, id, &[], Managed::Namespaced).await;
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
+    let syncer = syncer(settings(), &counter).await;
+    let event = ready_event(id).to_string();
+    let invocation = invocation();
+    let runs = (0..8).map(|_| dispatch(&syncer, event.as_bytes(), &invocation, 1));
+    let results = futures_util::future::join_all(runs).await;
+    let mut outcomes = Vec::new();
+    for result in results {
+        match result {
+            Ok(response) => outcomes.push(response["results"][0]["outcome"].as_str().unwrap().to_string()),
+            Err(e) => {
+                assert_ne!(e.error_type(), "PermanentFailure", "{e}");
+                outcomes.push(e.error_type().to_string());
+            }
+        }
+    }
+    assert!(outcomes.iter().any(|o| o == "applied"), "{outcomes:?}");
+    let (outcome, detail) = run(&syncer, &ready_event(id)).await;
+    assert_eq!(outcome, "unchanged", "converged: {detail}");
+    assert_eq!(parameters(&format!("/crossplane/team-a/{id}")).await.len(), 8);
+    counter.assert_all_declared();
+}

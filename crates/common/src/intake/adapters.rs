@@ -160,6 +160,8 @@ pub(crate) fn kubernetes_event(event: &Map<String, Value>) -> Result<ResourceEve
         data,
     })
     .map_err(|e| relocate(e, "involvedObject"))?;
+    // The exporter copies the object's labels only when configured to.
+    resource_event.resource.labels_known = involved.get("labels").is_some_and(Value::is_object);
     resource_event.reason = Some(reason.to_string()).filter(|r| !r.is_empty());
     resource_event.message = message;
     Ok(resource_event)
@@ -247,6 +249,8 @@ pub(crate) fn rds_event(envelope: &Map<String, Value>) -> Result<ResourceEvent, 
     })
     .map_err(|e| relocate(e, "detail"))?;
     resource_event.resource.identity_verified = identity_verified;
+    // An AWS event carries no Kubernetes labels.
+    resource_event.resource.labels_known = false;
     resource_event.reason = Some(event_code);
     resource_event.message = text(detail, "Message");
     Ok(resource_event)
