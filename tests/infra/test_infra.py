@@ -1,6 +1,7 @@
 """tests/infra: the manifests of infra/ against the real CRD schemas, their references, the
 IAM policies against the functions' code, and the Composition's templates rendered with a
-sample observed RDS instance. Run by `make test` (pytest, in the project's .venv)."""
+sample observed RDS instance, with hostile claim values, and through a Ready flap. Run by
+`make test` (pytest, in the project's .venv)."""
 import copy
 import json
 import subprocess
@@ -196,6 +197,16 @@ def test_no_invocation_before_the_instance_is_ready(docs, crds):
     assert _invocations(docs, crds, ready=False)[0] == []
 
 
+def _intake(event, action, tmp_path):
+    """What `common` makes of an Invocation's input once the provider adds `tf`."""
+    payload = tmp_path / f"{action}.json"
+    payload.write_text(json.dumps(event | {"tf": {"action": action, "prev_input": None}}))
+    out = subprocess.run(["cargo", "run", "-q", "-p", "common", "--example", "intake", "--", str(payload)],
+                         cwd=v.ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return json.loads(out.stdout)["events"][0]
+
+
 def test_the_invocations_carry_a_ready_event_that_common_parses(docs, crds, tmp_path):
     invocations, instance = _invocations(docs, crds)
     assert [i["spec"]["forProvider"]["functionName"] for i in invocations] == \
@@ -211,12 +222,7 @@ def test_the_invocations_carry_a_ready_event_that_common_parses(docs, crds, tmp_
     # The provider adds `tf` to the input in CRUD scope; the functions parse it with common.
     event = json.loads(invocations[0]["spec"]["forProvider"]["input"])
     for action, lifecycle in [("create", "ready"), ("delete", "deleted")]:
-        payload = tmp_path / f"{action}.json"
-        payload.write_text(json.dumps(event | {"tf": {"action": action, "prev_input": None}}))
-        out = subprocess.run(["cargo", "run", "-q", "-p", "common", "--example", "intake", "--", str(payload)],
-                             cwd=v.ROOT, capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stdout + out.stderr
-        parsed = json.loads(out.stdout)["events"][0]
+        parsed = _intake(event, action, tmp_path)
         assert parsed["lifecycle"] == lifecycle
         assert parsed["subject"] == "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-a/instances/orders-x7k2p"
         assert parsed["arn"] == instance["status"]["atProvider"]["arn"]
@@ -224,11 +230,206 @@ def test_the_invocations_carry_a_ready_event_that_common_parses(docs, crds, tmp_
         assert parsed["transition_time"] == ("2026-11-20T09:14:07Z" if action == "create" else None)
 
 
+# --- hostile values: a tenant writes the claim (and its namespaced managed resources) ----------
+
+def _hostile(tag, lead):
+    """`tag`, wrapped in every way out of a YAML scalar, a YAML document or a JSON string we know:
+    line breaks (also Unicode's, which YAML counts as line breaks), `: `, a document separator,
+    `{{ }}`, both quotes, `#`, a leading indicator, backslashes, control characters."""
+    return (f"{lead}{tag}\ninjected: true\n---\napiVersion: v1\nkind: Secret\n'single': \"double\" # hash\n"
+            f"{{{{ .observed }}}}: {{{{- toJson $ }}}}\n- item\n  - \\n back\\slash \\\\ \t"
+            f"\u2028ls: 1\u2029ps: 2\u0085nel: 3\x7fdel\x01 </script>& %s {{{{ [ ] }}}} \\")
+
+
+def _claim(hostile):
+    """The claim's and the observed instance's values, benign or hostile: one value per place
+    it must arrive in, so each can be told apart."""
+    def value(tag, lead):
+        return _hostile(tag, lead) if hostile else tag
+    return {
+        "xr_name": value("orders", "- "), "xr_namespace": value("team-a", "'"), "size": value("small", "!"),
+        "team": value("payments", '"'), "region": value("us-east-1", "# "), "engineVersion": value("16.4", "{{ "),
+        "subnetGroupName": value("team-a-private", "? "),
+        "securityGroupIds": [value("sg-0123456789abcdef0", "| "), value("sg-0fedcba9876543210", "& ")],
+        "name": value("orders-x7k2p", "% "), "namespace": value("team-a", "@ "),
+        "uid": value("0b6f7c1e-5d2a-4c5e-9a51-2f8e3c4d7a10", "* "), "label": value("blue", ": "),
+        "external_name": value("orders-x7k2p", "> "), "reason": value("Available", "[ "),
+        "arn": value("arn:aws:rds:us-east-1:123456789012:db:orders-x7k2p", "{ "),
+        "address": value("orders-x7k2p.c9akciq32.us-east-1.rds.amazonaws.com", "` "),
+    }
+
+
+def _claim_xr(docs, c):
+    xr = _xr(docs)
+    xr["metadata"].update({"name": c["xr_name"], "namespace": c["xr_namespace"]})
+    xr["spec"]["parameters"].update({k: c[k] for k in
+                                     ("size", "team", "region", "engineVersion", "subnetGroupName", "securityGroupIds")})
+    return xr
+
+
+def _render(docs, step, observed):
+    return [d for d in yaml.safe_load_all(gotemplate.render(_step(docs, step), {"observed": observed})) if d is not None]
+
+
+def _observed(docs, c, ready="True", transition="2026-11-20T09:14:07Z"):
+    """The instance the first step composes for claim values `c`, as Crossplane then observes it."""
+    xr = _claim_xr(docs, c)
+    instance = next(d for d in _render(docs, "compose-database", {"composite": {"resource": xr}})
+                    if d["kind"] == "Instance")
+    instance["metadata"].update({"name": c["name"], "namespace": c["namespace"], "generation": 2, "uid": c["uid"],
+                                 "labels": {**instance["metadata"]["labels"], "crossplane.io/composite": c["xr_name"],
+                                            "colour": c["label"]}})
+    instance["metadata"]["annotations"]["crossplane.io/external-name"] = c["external_name"]
+    conditions = [{"type": "Synced", "status": "True", "reason": "ReconcileSuccess",
+                   "lastTransitionTime": "2026-11-20T09:02:44Z"}]
+    if ready is not None:
+        conditions.insert(0, {"type": "Ready", "status": ready, "reason": c["reason"] if ready == "True" else "Unavailable",
+                              "lastTransitionTime": transition})
+    instance["status"] = {"atProvider": {"arn": c["arn"], "address": c["address"]}, "conditions": conditions}
+    return {"composite": {"resource": xr}, "resources": {"rds-instance": {"resource": instance}}}
+
+
+def _shape(node):
+    """A document's structure: its keys and list lengths, with every scalar replaced by its type."""
+    if isinstance(node, dict):
+        return {k: _shape(x) for k, x in node.items()}
+    if isinstance(node, list):
+        return [_shape(x) for x in node]
+    return type(node).__name__
+
+
+def _rendered_everything(docs, c):
+    """Both steps, before and after the instance is observed, and the Invocations' inputs."""
+    observed = _observed(docs, c)
+    first = _render(docs, "compose-database", {"composite": observed["composite"]})
+    again = _render(docs, "compose-database", observed)
+    invocations = _render(docs, "invoke-functions", observed)
+    events = [json.loads(i["spec"]["forProvider"]["input"]) for i in invocations]
+    return {"first": first, "again": again, "invocations": invocations, "events": events}, observed
+
+
+def test_hostile_claim_values_cannot_change_the_rendered_structure(docs, crds, tmp_path):
+    benign, _ = _rendered_everything(docs, _claim(hostile=False))
+    c = _claim(hostile=True)
+    hostile, observed = _rendered_everything(docs, c)
+    assert _shape(hostile) == _shape(benign)
+    assert [d["kind"] for d in hostile["again"]] == ["Instance", "PostgresInstance"]
+    assert len(hostile["invocations"]) == 3
+
+    # Each value arrives, intact, where it was meant to go, and nowhere else.
+    instance = hostile["again"][0]
+    p = instance["spec"]["forProvider"]
+    assert instance["metadata"]["labels"] == {"tags.platform.example.com/team": c["team"]}
+    assert (p["region"], p["engineVersion"], p["dbSubnetGroupName"], p["vpcSecurityGroupIds"]) == \
+        (c["region"], c["engineVersion"], c["subnetGroupName"], c["securityGroupIds"])
+    assert p["finalSnapshotIdentifier"] == c["xr_name"] + "-final"
+    assert p["tags"] == {"team": c["team"], "monitoring": "enabled", "backup-policy": "daily-7d"}
+    assert p["instanceClass"] == "db.t4g.micro" and p["allocatedStorage"] == 20
+    assert hostile["again"][1]["status"] == {"address": c["address"]}
+    for doc in [instance] + hostile["invocations"]:
+        named = copy.deepcopy(doc) | {"metadata": {**doc["metadata"], "name": "x"}}
+        assert v.validate_document(v.Doc(v.INFRA / "triggers/composition/composition.yaml", 0, named, "team-a"),
+                                   crds) == [], "every value keeps its type"
+
+    db = observed["resources"]["rds-instance"]["resource"]
+    for invocation, event in zip(hostile["invocations"], hostile["events"]):
+        assert invocation["spec"]["forProvider"]["region"] == c["region"]
+        assert event["id"] == f"{c['uid']}:2:ready"
+        assert event["source"] == f"crossplane://{c['xr_namespace']}/postgresinstances/{c['xr_name']}"
+        assert event["subject"] == f"/apis/rds.aws.m.upbound.io/v1beta1/namespaces/{c['namespace']}/instances/{c['name']}"
+        data = event["data"]
+        assert data["metadata"] == {"name": c["name"], "namespace": c["namespace"], "uid": c["uid"],
+                                    "labels": db["metadata"]["labels"],
+                                    "annotations": {"crossplane.io/external-name": c["external_name"],
+                                                    "crossplane.io/composition-resource-name": "rds-instance"}}
+        assert data["spec"] == {"forProvider": {"region": c["region"]}}
+        assert data["status"] == {"atProvider": {"arn": c["arn"]}, "conditions": [
+            {"type": "Ready", "status": "True", "reason": c["reason"], "lastTransitionTime": "2026-11-20T09:14:07Z"}]}
+
+    # And `common` reads the same instance out of it.
+    parsed = _intake(hostile["events"][0], "create", tmp_path)
+    assert (parsed["lifecycle"], parsed["id"], parsed["arn"], parsed["reason"]) == \
+        ("ready", f"{c['uid']}:2:ready", c["arn"], c["reason"])
+    assert parsed["subject"] == hostile["events"][0]["subject"]
+
+
+def _as_observed(invocations):
+    """The composed Invocations as Crossplane observes them: named, late-initialised by the
+    provider, with the result of the last invocation."""
+    observed = {}
+    for i, invocation in enumerate(invocations):
+        body = copy.deepcopy(invocation)
+        body["metadata"].update({"name": f"orders-{i}x7k2", "namespace": "team-a", "uid": f"uid-{i}"})
+        body["spec"]["forProvider"]["qualifier"] = "$LATEST"
+        body["status"] = {"atProvider": {"result": '{"results":[]}'},
+                          "conditions": [{"type": "Ready", "status": "True", "reason": "Available"}]}
+        name = body["metadata"]["annotations"]["gotemplating.fn.crossplane.io/composition-resource-name"]
+        observed[name] = {"resource": body}
+    return observed
+
+
+@pytest.mark.parametrize("hostile", [False, True], ids=["benign", "hostile"])
+def test_a_ready_flap_neither_deletes_nor_changes_the_invocations(docs, hostile):
+    """Crossplane deletes a composed resource the pipeline stops rendering, and the provider then
+    invokes the function with tf.action=delete (lifecycleScope CRUD): the Invocations must stay
+    composed, unchanged, until the PostgresInstance itself is deleted."""
+    c = _claim(hostile)
+    ready = _observed(docs, c)
+    first = _render(docs, "invoke-functions", ready)
+    assert [i["metadata"]["annotations"]["gotemplating.fn.crossplane.io/composition-resource-name"]
+            for i in first] == [f"invoke-{f}" for f in v.FUNCTIONS]
+    seen = _as_observed(first)
+
+    def with_invocations(observed):
+        return observed | {"resources": observed.get("resources", {}) | seen}
+
+    # Steady state: Ready, and the Invocations observed as rendered: nothing changes.
+    assert _render(docs, "invoke-functions", with_invocations(ready)) == first
+    # The flap: Ready=False, Ready absent, or the instance not observed at all (the
+    # PostgresInstance is not being deleted): the same Invocations, the same input.
+    flapped = _observed(docs, c, ready="False", transition="2026-11-21T03:00:00Z")
+    no_condition = _observed(docs, c, ready=None)
+    no_instance = ready | {"resources": {}}
+    for observed in (flapped, no_condition, no_instance):
+        assert _render(docs, "invoke-functions", with_invocations(observed)) == first
+    # Never rendered before: nothing until the instance is Ready.
+    assert _render(docs, "invoke-functions", flapped) == []
+    assert _render(docs, "invoke-functions", no_instance) == []
+    # Ready again, a new transition: the same Invocations, with an input for the new transition
+    # (tf.action=update: the functions converge again).
+    again = _render(docs, "invoke-functions", with_invocations(
+        _observed(docs, c, ready="True", transition="2026-11-21T03:05:00Z")))
+    assert [i["metadata"] for i in again] == [i["metadata"] for i in first]
+    for before, after in zip(first, again):
+        event = json.loads(after["spec"]["forProvider"]["input"])
+        assert after["spec"]["forProvider"]["input"] != before["spec"]["forProvider"]["input"]
+        assert event["data"]["status"]["conditions"][0]["lastTransitionTime"] == "2026-11-21T03:05:00Z"
+        assert event | {"data": None} == json.loads(before["spec"]["forProvider"]["input"]) | {"data": None}
+
+
+def test_the_renderer_quotes_and_encodes_as_go_does():
+    # Go's strconv.Quote (%q): printable runes as they are, the rest escaped; sprig skips nil.
+    assert gotemplate.render("{{ .s | quote }}|{{ nil | quote }}|{{ quote 20 }}",
+                             {"s": "a\n\"\\\t\u2028\u0085\x7f\x01é😀\u00a0\U000e0001"}) == \
+        '"a\\n\\"\\\\\\t\\u2028\\u0085\\x7f\\x01é😀\\u00a0\\U000e0001"||"20"'
+    # json.Marshal: <, >, &, U+2028 and U+2029 escaped; integral numbers without a fraction.
+    assert gotemplate.render("{{ toJson . }}", {"s": "<&>\u2028\u2029\n", "n": 2.0}) == \
+        '{"n":2,"s":"\\u003c\\u0026\\u003e\\u2028\\u2029\\n"}'
+    assert gotemplate.render('{{ printf "%s-%v:%%" .a .b }}', {"a": "x", "b": 2}) == "x-2:%"
+    # `:=` declares in the block, `=` assigns the variable outside it.
+    assert gotemplate.render("{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ $y := 3 }}{{ end }}{{ $x }}", {}) == "2"
+    assert gotemplate.render('{{ (printf "%s" "a b") | quote }}', {}) == '"a b"'
+
+
 def test_the_renderer_refuses_what_it_does_not_know():
     with pytest.raises(gotemplate.TemplateError):
         gotemplate.render("{{ .x | upper }}", {"x": "a"})
     with pytest.raises(gotemplate.TemplateError):
         gotemplate.render("{{ with .x }}{{ end }}", {"x": "a"})
+    for unsupported in ['{{ $y = 1 }}', '{{ printf "%d" 1 }}', '{{ printf "%s" 1 }}', "{{ .f }}", "{{ .m }}",
+                        '{{ (dict "a" 1).a }}', '{{ mul 4 "x" }}']:
+        with pytest.raises(gotemplate.TemplateError):
+            gotemplate.render(unsupported, {"f": 1.5, "m": 1e6})
 
 
 def test_cargo_lambda_deploy_settings_match_the_manifests(docs):
