@@ -7,7 +7,10 @@ POST /services/...        records the request and answers like Slack ("ok"), unl
 GET  /_sink/messages      what was received, as a JSON array of {path, body, at, answered};
                           ?path=/services/... keeps that webhook's only (tests run in parallel).
 POST /_sink/fail          queue failures for a path: {"path": "/services/...", "status": 429,
-                          "body": "rate_limited", "retry_after": 1, "times": 1}.
+                          "body": "rate_limited", "retry_after": 1, "times": 1}; "delay": seconds
+                          answers that late (status 200 by default: a slow success), "reset": true
+                          takes the message and closes the connection without an answer
+                          (recorded with answered 0: delivered, but the poster cannot know).
 POST /_sink/reset         forget everything.
 """
 import argparse
@@ -71,8 +74,22 @@ class Sink(BaseHTTPRequestHandler):
         with lock:
             queued = failures.get(self.path) or failures.get("") or []
             failure = queued.pop(0) if queued else None
-            messages.append({"path": self.path, "body": payload, "at": time.time(),
-                             "answered": int(failure.get("status", 500)) if failure else 200})
+            if failure and failure.get("reset"):
+                answered = 0
+            elif failure and "delay" in failure:
+                answered = int(failure.get("status", 200))
+            else:
+                answered = int(failure.get("status", 500)) if failure else 200
+            messages.append({"path": self.path, "body": payload, "at": time.time(), "answered": answered})
+        if failure and "delay" in failure:
+            time.sleep(float(failure["delay"]))
+        if failure and failure.get("reset"):
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        if failure and answered == 200:
+            print(json.dumps(payload, indent=2), flush=True)
+            return self._answer(200, "ok")
         if failure:
             headers = {}
             if "retry_after" in failure:

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -31,7 +31,11 @@ macro_rules! sdk_client {
     ($service:ident, $sdk:expr, $counter:expr) => {{
         let mut builder = $service::config::Builder::from($sdk);
         if let Some(counter) = $counter {
+            let counter: &$crate::aws::CallCounter = counter;
             builder = builder.interceptor(counter.clone());
+            for extra in counter.extra_interceptors() {
+                builder.push_interceptor(extra);
+            }
         }
         $service::Client::from_conf(builder.build())
     }};
@@ -132,6 +136,8 @@ pub struct CallCounter {
     /// When set, an operation outside it is refused before it is sent (tests: every call a
     /// function makes must be declared, and so granted by its IAM policy).
     declared: Option<Arc<BTreeSet<String>>>,
+    /// Interceptors registered with this counter on every client (tests: fault injection).
+    extra: Vec<SharedInterceptor>,
 }
 
 impl CallCounter {
@@ -174,6 +180,16 @@ impl CallCounter {
     /// Every operation counted since the counter was made, resets included.
     pub fn operations_seen(&self) -> BTreeSet<String> {
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Registers `interceptor` on every client this counter is registered on.
+    pub fn with_interceptor(mut self, interceptor: impl Intercept + 'static) -> Self {
+        self.extra.push(SharedInterceptor::new(interceptor));
+        self
+    }
+
+    pub fn extra_interceptors(&self) -> Vec<SharedInterceptor> {
+        self.extra.clone()
     }
 
     pub fn reset(&self) {

@@ -1,65 +1,83 @@
-//! An idempotency store in DynamoDB, for any handler whose side effect must happen once per
-//! change (DESIGN.md §6): Slack messages, and anything else that cannot be read back first.
+//! Exactly once per change, for any handler whose side effect cannot be read back first (a
+//! Slack message): the change's identity ([`change_key`]), a persistence layer ([`Persistence`],
+//! DynamoDB in production, [`MemoryStore`] in unit tests), and one entry, [`Idempotency::run`],
+//! that runs the whole claim protocol around the side effect (README, "Exactly once"):
 //!
-//! Beyond AWS Lambda Powertools' idempotency utility, where its users complain:
-//! - the key comes from the meaning of the event (function, resource, lifecycle, transition
-//!   time), not from the payload or CloudEvent id, so the same change arriving from two
-//!   sources (our CloudEvent and a Knative update) is one change;
-//! - one round trip to claim: a conditional `PutItem` that returns the old item when the
-//!   condition fails (`ReturnValuesOnConditionCheckFailure`), so "already done" and "in
-//!   progress elsewhere" need no second read;
-//! - the in-progress record expires with the invocation (its remaining time, capped by a
-//!   configurable maximum): a crashed or timed-out invocation never blocks the change for the
-//!   whole record TTL, and a later retry acts exactly once;
-//! - only the owner of a claim can release it: a slow invocation whose claim expired cannot
-//!   delete the claim of the invocation that took over.
+//! 1. claim the key with one conditional write, which returns the old record when it fails
+//!    ("done already" or "in progress elsewhere" without a second read); the claim holds for
+//!    the invocation's remaining time, at most `max_in_progress`;
+//! 2. act, with a deadline that ends [`CLAIM_MARGIN`] before the claim expires, so the claim
+//!    always outlives the work it guards (no second invocation can claim while we act);
+//! 3. done: complete the record, retried within the remaining time; if completing still fails
+//!    the side effect happened all the same, so the answer is success with a warning, never an
+//!    error that would make the caller retry and act twice;
+//! 4. certainly failed: release the claim (only its owner can), so a retry can act;
+//! 5. uncertain (the request left but no answer came back): as [`OnUncertain`] says;
+//! 6. in progress elsewhere: wait briefly for that invocation; if it completes, `duplicate`;
+//!    if its claim is released or lapses, claim again; else a retryable failure.
 //!
-//! Table: partition key `id` (String); TTL attribute `expires_at` (epoch seconds).
+//! The key comes from the change's meaning (function, managed resource, lifecycle, and the
+//! facts that identify the change), never from a transport's ids or timestamps. The store also
+//! remembers facts across changes ([`Persistence::remember`]), e.g. which lifetime of a
+//! database was announced ready, so that its deletion can be proven and keyed.
+//!
+//! DynamoDB table: partition key `id` (String); TTL attribute `expires_at` (epoch seconds).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client as DynamoClient;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use crate::aws::AwsError;
-use crate::model::ResourceEvent;
+use crate::error::HandlerError;
+use crate::model::Lifecycle;
 
 const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
+/// The act's deadline ends this long before its claim expires (clock skew, the completing write).
+pub const CLAIM_MARGIN: Duration = Duration::from_secs(2);
+/// A claim shorter than this cannot guard a side effect: refused at start.
+pub const MIN_IN_PROGRESS: Duration = Duration::from_secs(5);
 
-/// The idempotency key of a change: what it means, not how it arrived.
-pub fn key_for(function: &str, event: &ResourceEvent) -> String {
-    let resource = event.resource.subject();
-    // Without a transition time the change cannot be named: fall back to the occurrence.
-    let when = event
-        .transition_time
-        .clone()
-        .unwrap_or_else(|| format!("event:{}", event.id));
-    let readable = format!("{function}#{resource}#{}#{when}", event.lifecycle.as_str());
+/// The idempotency key of one change: `function`, the managed resource (`subject`, its API
+/// path), the lifecycle, and `identity`, the facts that name this change whatever delivered it
+/// (e.g. `born=2026-11-20T09:02:41Z` for a database's lifetime). Returns (key, readable form).
+pub fn change_key(function: &str, subject: &str, lifecycle: Lifecycle, identity: &str) -> (String, String) {
+    let readable = format!("{function}#{subject}#{}#{identity}", lifecycle.as_str());
     // Keys stay short and uniform whatever the names; the readable form is stored beside it.
     let digest = hex::encode(Sha256::digest(readable.as_bytes()));
-    format!("{function}#{digest}")
+    (format!("{function}#{digest}"), readable)
+}
+
+/// The key of facts remembered about `about` (a subject, an ARN) under a `topic`.
+pub fn fact_key(function: &str, topic: &str, about: &str) -> String {
+    let digest = hex::encode(Sha256::digest(about.as_bytes()));
+    format!("{function}#{topic}#{digest}")
+}
+
+/// An RFC 3339 time at second precision, so `…:07Z` and `…:07.000Z` (two producers' renderings
+/// of one instant) name the same change. Anything unparsable is kept as it is.
+pub fn normalise_time(time: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(time)
+        .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| time.to_string())
 }
 
 /// What claiming a key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// Ours: act, then [`Store::complete`] or [`Store::release`].
-    Acquired(ClaimToken),
+    /// Ours, until this epoch millisecond.
+    Acquired { until_ms: u64 },
     /// Done before; the stored result.
     Completed(String),
-    /// Another invocation holds it; it expires at this epoch millisecond.
+    /// Another invocation holds it until this epoch millisecond.
     InProgress { until_ms: u64 },
-}
-
-/// Proof of a claim, needed to complete or release it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimToken {
-    pub key: String,
-    owner: String,
 }
 
 /// How long records live.
@@ -80,15 +98,290 @@ impl Default for Expiry {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Store {
-    client: DynamoClient,
-    table: String,
-    expiry: Expiry,
+/// The records behind the protocol. Every method is one conditional write or one read.
+pub trait Persistence: Send + Sync {
+    /// Claims `key` for `owner` until `until_ms` if it is new, its record has expired, or an
+    /// in-progress claim has lapsed; else returns what holds it.
+    fn claim(
+        &self,
+        key: &str,
+        owner: &str,
+        description: &str,
+        until_ms: u64,
+    ) -> impl Future<Output = Result<Claim, AwsError>> + Send;
+    /// The live record of `key`, if any.
+    fn peek(&self, key: &str) -> impl Future<Output = Result<Option<Claim>, AwsError>> + Send;
+    /// Marks `owner`'s claim completed with `result`, kept until `expires_s`. `Ok(false)`: the
+    /// claim is no longer `owner`'s (it lapsed and another invocation took it).
+    fn complete(
+        &self,
+        key: &str,
+        owner: &str,
+        result: &str,
+        expires_s: u64,
+    ) -> impl Future<Output = Result<bool, AwsError>> + Send;
+    /// Deletes `owner`'s in-progress claim; someone else's is left alone.
+    fn release(&self, key: &str, owner: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Stores facts under `key` (no expiry when `expires_s` is `None`).
+    fn remember(
+        &self,
+        key: &str,
+        facts: &BTreeMap<String, String>,
+        expires_s: Option<u64>,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// The facts stored under `key`, if any and not expired.
+    fn recall(&self, key: &str) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, AwsError>> + Send;
 }
 
 fn now() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The side effect's own account of what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// It happened; a short description to keep in the record.
+    Done(String),
+    /// It certainly did not happen (refused connection, an error answer): a retry may act.
+    Failed(HandlerError),
+    /// It may have happened: the request left, and no answer came back.
+    Uncertain(HandlerError),
+}
+
+/// What to do when a side effect's result is unknown (`SLACK_ON_UNCERTAIN_DELIVERY` for Slack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUncertain {
+    /// Record it as done (at most once: a lost answer may hide a lost message).
+    AssumeDone,
+    /// Release the claim and fail retryably (at least once: a lost answer may bring a duplicate).
+    Retry,
+}
+
+impl OnUncertain {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "assume-delivered" => Some(OnUncertain::AssumeDone),
+            "retry" => Some(OnUncertain::Retry),
+            _ => None,
+        }
+    }
+}
+
+/// The protocol's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    pub expiry: Expiry,
+    /// How long a duplicate waits for another invocation's claim to complete.
+    pub wait_for_other: Duration,
+    pub on_uncertain: OnUncertain,
+    /// How often completing the record is tried after the side effect succeeded.
+    pub complete_attempts: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            expiry: Expiry::default(),
+            wait_for_other: Duration::from_secs(2),
+            on_uncertain: OnUncertain::AssumeDone,
+            complete_attempts: 4,
+        }
+    }
+}
+
+impl Config {
+    /// Refuses a claim too short to guard any side effect.
+    pub fn check(&self) -> Result<(), String> {
+        if self.expiry.max_in_progress < MIN_IN_PROGRESS {
+            return Err(format!(
+                "IDEMPOTENCY_IN_PROGRESS_MAX_SECONDS={} is below the {} s a claim needs to outlive the work it guards",
+                self.expiry.max_in_progress.as_secs(),
+                MIN_IN_PROGRESS.as_secs()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How one run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ran {
+    /// We acted. `warning`: the record could not be completed, or the result was uncertain.
+    Acted { result: String, warning: Option<String> },
+    /// The change was done before.
+    AlreadyDone(String),
+    /// Another invocation did it while we waited.
+    DoneByOther(String),
+}
+
+/// The claim protocol over a [`Persistence`].
+#[derive(Debug)]
+pub struct Idempotency<P> {
+    store: P,
+    config: Config,
+}
+
+/// How many times a lapsed or released claim of another invocation is claimed again.
+const RECLAIMS: u32 = 3;
+
+impl<P: Persistence> Idempotency<P> {
+    pub fn new(store: P, config: Config) -> Self {
+        Idempotency { store, config }
+    }
+
+    pub fn store(&self) -> &P {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Runs `act` at most once for `key` across every invocation (but see [`OnUncertain`]).
+    /// `act` receives the deadline it must finish by: the invocation's, cut to end
+    /// [`CLAIM_MARGIN`] before the claim expires.
+    pub async fn run<F, Fut>(
+        &self,
+        key: &str,
+        description: &str,
+        owner: &str,
+        deadline: Instant,
+        act: F,
+    ) -> Result<Ran, HandlerError>
+    where
+        F: FnOnce(Instant) -> Fut,
+        Fut: Future<Output = Effect>,
+    {
+        let mut reclaims = 0;
+        let until_ms = loop {
+            let hold = deadline
+                .saturating_duration_since(Instant::now())
+                .min(self.config.expiry.max_in_progress);
+            let until_ms = millis(now() + hold);
+            match self.store.claim(key, owner, description, until_ms).await? {
+                Claim::Acquired { until_ms } => break until_ms,
+                Claim::Completed(result) => return Ok(Ran::AlreadyDone(result)),
+                Claim::InProgress { until_ms } => match self.wait_for_other(key, until_ms, deadline).await? {
+                    Some(result) => return Ok(Ran::DoneByOther(result)),
+                    None if reclaims < RECLAIMS => reclaims += 1,
+                    None => {
+                        return Err(HandlerError::Retryable(
+                            "another invocation holds this change; retry to confirm it was done".into(),
+                        ));
+                    }
+                },
+            }
+        };
+        let claim_left = Duration::from_millis(until_ms.saturating_sub(millis(now())));
+        let act_deadline = deadline.min(Instant::now() + claim_left.saturating_sub(CLAIM_MARGIN));
+        match act(act_deadline).await {
+            Effect::Done(result) => Ok(self.complete(key, owner, &result, deadline).await),
+            Effect::Failed(error) => {
+                self.release(key, owner).await;
+                Err(error)
+            }
+            Effect::Uncertain(error) => match self.config.on_uncertain {
+                OnUncertain::AssumeDone => {
+                    let result = format!("delivery uncertain, assumed done: {}", error.message());
+                    let Ran::Acted { result, warning } = self.complete(key, owner, &result, deadline).await else {
+                        return Err(error);
+                    };
+                    let warning = Some(warning.map_or(result.clone(), |w| format!("{result}; {w}")));
+                    Ok(Ran::Acted { result, warning })
+                }
+                OnUncertain::Retry => {
+                    self.release(key, owner).await;
+                    Err(HandlerError::Retryable(format!(
+                        "delivery uncertain, released for a retry: {}",
+                        error.message()
+                    )))
+                }
+            },
+        }
+    }
+
+    /// Completes the record, retried within the time left; the side effect happened, so a
+    /// failure here is only a warning.
+    async fn complete(&self, key: &str, owner: &str, result: &str, deadline: Instant) -> Ran {
+        let expires_s = (now() + self.config.expiry.completed_ttl).as_secs();
+        let mut pause = Duration::from_millis(100);
+        let mut last = String::new();
+        for attempt in 1..=self.config.complete_attempts.max(1) {
+            match self.store.complete(key, owner, result, expires_s).await {
+                Ok(true) => {
+                    return Ran::Acted {
+                        result: result.to_string(),
+                        warning: None,
+                    };
+                }
+                Ok(false) => {
+                    last = "the claim had lapsed and another invocation holds it".to_string();
+                    break;
+                }
+                Err(error) => last = error.to_string(),
+            }
+            if attempt < self.config.complete_attempts && Instant::now() + pause < deadline {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            } else {
+                break;
+            }
+        }
+        tracing::warn!(key, error = %last, "done, but the idempotency record could not be completed");
+        Ran::Acted {
+            result: result.to_string(),
+            warning: Some(format!("the idempotency record could not be completed ({last})")),
+        }
+    }
+
+    async fn release(&self, key: &str, owner: &str) {
+        if let Err(error) = self.store.release(key, owner).await {
+            tracing::warn!(key, error = %error, "could not release the idempotency claim; it expires on its own");
+        }
+    }
+
+    /// Waits for another invocation's claim: `Some(result)` once it completes, `None` once it is
+    /// released or has lapsed (claim again), or an error when waiting ran out.
+    async fn wait_for_other(
+        &self,
+        key: &str,
+        until_ms: u64,
+        deadline: Instant,
+    ) -> Result<Option<String>, HandlerError> {
+        let budget = self
+            .config
+            .wait_for_other
+            .min(deadline.saturating_duration_since(Instant::now()) / 4);
+        let give_up = Instant::now() + budget;
+        let mut held_until = until_ms;
+        loop {
+            if held_until <= millis(now()) {
+                return Ok(None);
+            }
+            if Instant::now() >= give_up {
+                return Err(HandlerError::Retryable(
+                    "another invocation is acting on this change; retry to confirm it was done".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match self.store.peek(key).await? {
+                Some(Claim::Completed(result)) => return Ok(Some(result)),
+                Some(Claim::InProgress { until_ms }) => held_until = until_ms,
+                Some(Claim::Acquired { .. }) | None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// [`Persistence`] in a DynamoDB table (partition key `id`, TTL attribute `expires_at`).
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: DynamoClient,
+    table: String,
 }
 
 fn n(value: u64) -> AttributeValue {
@@ -107,76 +400,27 @@ fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a
     item.get(name)?.as_s().ok().map(String::as_str)
 }
 
-impl Store {
-    pub fn new(client: DynamoClient, table: impl Into<String>, expiry: Expiry) -> Self {
-        Store {
+fn existing(item: &HashMap<String, AttributeValue>) -> Claim {
+    match text(item, "status") {
+        Some(COMPLETED) => Claim::Completed(text(item, "result").unwrap_or_default().to_string()),
+        _ => Claim::InProgress {
+            until_ms: number(item, "in_progress_until").unwrap_or_default(),
+        },
+    }
+}
+
+/// The prefix of remembered facts' attributes, so they never clash with the record's own.
+const FACT_PREFIX: &str = "fact_";
+
+impl DynamoStore {
+    pub fn new(client: DynamoClient, table: impl Into<String>) -> Self {
+        DynamoStore {
             client,
             table: table.into(),
-            expiry,
         }
     }
 
-    /// Claims `key` as in progress for at most `remaining` (the invocation's remaining time),
-    /// in one conditional write that succeeds when the key is new, its record has expired, or
-    /// an in-progress claim has lapsed.
-    pub async fn claim(
-        &self,
-        key: &str,
-        description: &str,
-        owner: &str,
-        remaining: Duration,
-    ) -> Result<Claim, AwsError> {
-        let now = now();
-        let hold = remaining.min(self.expiry.max_in_progress);
-        let until_ms = (now + hold).as_millis() as u64;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("id", s(key))
-            .item("status", s(IN_PROGRESS))
-            .item("owner", s(owner))
-            .item("description", s(description))
-            .item("in_progress_until", n(until_ms))
-            // Until completed, the record is only as durable as the claim (plus a margin for
-            // DynamoDB's lazy TTL deletion, which the condition below does not rely on).
-            .item("expires_at", n((now + hold).as_secs() + 60))
-            .condition_expression(
-                "attribute_not_exists(id) OR expires_at < :now_s \
-                 OR (#status = :in_progress AND in_progress_until < :now_ms)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":now_s", n(now.as_secs()))
-            .expression_attribute_values(":now_ms", n(now.as_millis() as u64))
-            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Claim::Acquired(ClaimToken {
-                key: key.to_string(),
-                owner: owner.to_string(),
-            })),
-            Err(e) => {
-                if let Some(PutItemError::ConditionalCheckFailedException(failed)) = e.as_service_error() {
-                    return Ok(failed.item().map_or(Claim::InProgress { until_ms: 0 }, Self::existing));
-                }
-                Err(AwsError::from_sdk("PutItem", &e))
-            }
-        }
-    }
-
-    fn existing(item: &HashMap<String, AttributeValue>) -> Claim {
-        match text(item, "status") {
-            Some(COMPLETED) => Claim::Completed(text(item, "result").unwrap_or_default().to_string()),
-            _ => Claim::InProgress {
-                until_ms: number(item, "in_progress_until").unwrap_or_default(),
-            },
-        }
-    }
-
-    /// Reads the record of `key` (used while waiting on another invocation's claim).
-    pub async fn peek(&self, key: &str) -> Result<Option<Claim>, AwsError> {
+    async fn get(&self, key: &str) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
         let output = self
             .client
             .get_item()
@@ -188,43 +432,94 @@ impl Store {
             .map_err(|e| AwsError::from_sdk("GetItem", &e))?;
         let now_s = now().as_secs();
         Ok(output
-            .item()
-            .filter(|item| number(item, "expires_at").is_none_or(|e| e >= now_s))
-            .map(Self::existing))
+            .item
+            .filter(|item| number(item, "expires_at").is_none_or(|e| e >= now_s)))
+    }
+}
+
+impl Persistence for DynamoStore {
+    async fn claim(&self, key: &str, owner: &str, description: &str, until_ms: u64) -> Result<Claim, AwsError> {
+        let now = now();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", s(key))
+            .item("status", s(IN_PROGRESS))
+            .item("owner", s(owner))
+            .item("description", s(description))
+            .item("in_progress_until", n(until_ms))
+            // Until completed, the record is only as durable as the claim (plus a margin for
+            // DynamoDB's lazy TTL deletion, which the condition below does not rely on).
+            .item("expires_at", n(until_ms / 1000 + 60))
+            .condition_expression(
+                "attribute_not_exists(id) OR expires_at < :now_s \
+                 OR (#status = :in_progress AND in_progress_until < :now_ms)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now_s", n(now.as_secs()))
+            .expression_attribute_values(":now_ms", n(millis(now)))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Acquired { until_ms }),
+            Err(e) => {
+                if let Some(PutItemError::ConditionalCheckFailedException(failed)) = e.as_service_error() {
+                    return Ok(failed.item().map_or(Claim::InProgress { until_ms: 0 }, existing));
+                }
+                Err(AwsError::from_sdk("PutItem", &e))
+            }
+        }
     }
 
-    /// Marks the claim done, keeping a short result for the completed TTL.
-    pub async fn complete(&self, token: &ClaimToken, result: &str) -> Result<(), AwsError> {
-        let expires = (now() + self.expiry.completed_ttl).as_secs();
-        self.client
+    async fn peek(&self, key: &str) -> Result<Option<Claim>, AwsError> {
+        Ok(self.get(key).await?.as_ref().map(existing))
+    }
+
+    async fn complete(&self, key: &str, owner: &str, result: &str, expires_s: u64) -> Result<bool, AwsError> {
+        let outcome = self
+            .client
             .update_item()
             .table_name(&self.table)
-            .key("id", s(&token.key))
+            .key("id", s(key))
             .update_expression(
                 "SET #status = :completed, #result = :result, expires_at = :expires REMOVE in_progress_until",
             )
+            // Ours (or already completed by us on an earlier try whose answer was lost).
+            .condition_expression("#owner = :owner")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#result", "result")
+            .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":completed", s(COMPLETED))
             .expression_attribute_values(":result", s(result))
-            .expression_attribute_values(":expires", n(expires))
+            .expression_attribute_values(":expires", n(expires_s))
+            .expression_attribute_values(":owner", s(owner))
             .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("UpdateItem", &e))?;
-        Ok(())
+            .await;
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(AwsError::from_sdk("UpdateItem", &e)),
+        }
     }
 
-    /// Gives the claim up after a failure, so a retry can act; only the claim's owner can.
-    pub async fn release(&self, token: &ClaimToken) -> Result<(), AwsError> {
+    async fn release(&self, key: &str, owner: &str) -> Result<(), AwsError> {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("id", s(&token.key))
+            .key("id", s(key))
             .condition_expression("#owner = :owner AND #status = :in_progress")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":owner", s(&token.owner))
+            .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .send()
             .await;
@@ -240,36 +535,437 @@ impl Store {
             Err(e) => Err(AwsError::from_sdk("DeleteItem", &e)),
         }
     }
+
+    async fn remember(
+        &self,
+        key: &str,
+        facts: &BTreeMap<String, String>,
+        expires_s: Option<u64>,
+    ) -> Result<(), AwsError> {
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", s(key))
+            .item("status", s("FACTS"));
+        for (name, value) in facts {
+            request = request.item(format!("{FACT_PREFIX}{name}"), s(value));
+        }
+        if let Some(expires) = expires_s {
+            request = request.item("expires_at", n(expires));
+        }
+        request.send().await.map_err(|e| AwsError::from_sdk("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn recall(&self, key: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+        Ok(self.get(key).await?.map(|item| {
+            item.iter()
+                .filter_map(|(name, value)| {
+                    Some((name.strip_prefix(FACT_PREFIX)?.to_string(), value.as_s().ok()?.clone()))
+                })
+                .collect()
+        }))
+    }
+}
+
+/// [`Persistence`] in memory, with DynamoDB's semantics, for unit tests of the protocol and of
+/// the handlers that use it.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: Mutex<HashMap<String, MemoryRecord>>,
+}
+
+#[derive(Debug, Clone)]
+enum MemoryRecord {
+    InProgress {
+        owner: String,
+        until_ms: u64,
+    },
+    Completed {
+        result: String,
+        expires_s: u64,
+    },
+    Facts {
+        facts: BTreeMap<String, String>,
+        expires_s: Option<u64>,
+    },
+}
+
+impl MemoryRecord {
+    fn live(&self, now: Duration) -> bool {
+        match self {
+            MemoryRecord::InProgress { until_ms, .. } => *until_ms >= millis(now),
+            MemoryRecord::Completed { expires_s, .. } => *expires_s >= now.as_secs(),
+            MemoryRecord::Facts { expires_s, .. } => expires_s.is_none_or(|e| e >= now.as_secs()),
+        }
+    }
+}
+
+impl MemoryStore {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, MemoryRecord>) -> T) -> Result<T, AwsError> {
+        let mut records = self.records.lock().map_err(|_| AwsError {
+            operation: "MemoryStore",
+            retryable: false,
+            code: None,
+            message: "poisoned".into(),
+        })?;
+        Ok(f(&mut records))
+    }
+}
+
+impl Persistence for MemoryStore {
+    async fn claim(&self, key: &str, owner: &str, _description: &str, until_ms: u64) -> Result<Claim, AwsError> {
+        let now = now();
+        self.with(|records| match records.get(key).filter(|r| r.live(now)) {
+            Some(MemoryRecord::Completed { result, .. }) => Claim::Completed(result.clone()),
+            Some(MemoryRecord::InProgress { until_ms, .. }) => Claim::InProgress { until_ms: *until_ms },
+            _ => {
+                records.insert(
+                    key.to_string(),
+                    MemoryRecord::InProgress {
+                        owner: owner.to_string(),
+                        until_ms,
+                    },
+                );
+                Claim::Acquired { until_ms }
+            }
+        })
+    }
+
+    async fn peek(&self, key: &str) -> Result<Option<Claim>, AwsError> {
+        let now = now();
+        self.with(|records| match records.get(key).filter(|r| r.live(now)) {
+            Some(MemoryRecord::Completed { result, .. }) => Some(Claim::Completed(result.clone())),
+            Some(MemoryRecord::InProgress { until_ms, .. }) => Some(Claim::InProgress { until_ms: *until_ms }),
+            _ => None,
+        })
+    }
+
+    async fn complete(&self, key: &str, owner: &str, result: &str, expires_s: u64) -> Result<bool, AwsError> {
+        self.with(|records| match records.get(key) {
+            Some(MemoryRecord::InProgress { owner: holder, .. }) if holder == owner => {
+                records.insert(
+                    key.to_string(),
+                    MemoryRecord::Completed {
+                        result: result.to_string(),
+                        expires_s,
+                    },
+                );
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<(), AwsError> {
+        self.with(|records| {
+            if matches!(records.get(key), Some(MemoryRecord::InProgress { owner: holder, .. }) if holder == owner) {
+                records.remove(key);
+            }
+        })
+    }
+
+    async fn remember(
+        &self,
+        key: &str,
+        facts: &BTreeMap<String, String>,
+        expires_s: Option<u64>,
+    ) -> Result<(), AwsError> {
+        self.with(|records| {
+            records.insert(
+                key.to_string(),
+                MemoryRecord::Facts {
+                    facts: facts.clone(),
+                    expires_s,
+                },
+            );
+        })
+    }
+
+    async fn recall(&self, key: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+        let now = now();
+        self.with(|records| match records.get(key).filter(|r| r.live(now)) {
+            Some(MemoryRecord::Facts { facts, .. }) => Some(facts.clone()),
+            _ => None,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::model::{ProfileEvent, Signal};
-    use serde_json::json;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
-    fn event(id: &str, source: &str, ready_at: &str) -> ResourceEvent {
-        ResourceEvent::from_profile(ProfileEvent {
-            id: id.into(),
-            source: source.into(),
-            subject: None,
-            time: None,
-            signal: Signal::Upsert,
-            data: json!({"apiVersion": "rds.aws.m.upbound.io/v1beta1", "kind": "Instance",
-                "metadata": {"name": "db", "namespace": "a"},
-                "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": ready_at}]}}),
-        })
-        .unwrap()
+    use super::*;
+
+    fn protocol(config: Config) -> Idempotency<MemoryStore> {
+        Idempotency::new(MemoryStore::default(), config)
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(30)
     }
 
     #[test]
     fn keys_name_the_change_not_the_delivery() {
-        let ours = event("uid:3:ready", "crossplane://prod", "2026-01-01T00:00:00Z");
-        let knative = event("5f9c-knative-uuid", "https://10.96.0.1:443", "2026-01-01T00:00:00Z");
-        assert_eq!(key_for("slack-notifier", &ours), key_for("slack-notifier", &knative));
-        let later = event("uid:4:ready", "crossplane://prod", "2026-02-01T00:00:00Z");
-        assert_ne!(key_for("slack-notifier", &ours), key_for("slack-notifier", &later));
-        assert_ne!(key_for("slack-notifier", &ours), key_for("other-function", &ours));
-        assert!(key_for("slack-notifier", &ours).len() < 100);
+        let subject = "/apis/rds.aws.m.upbound.io/v1beta1/namespaces/a/instances/db";
+        let (a, _) = change_key("slack-notifier", subject, Lifecycle::Ready, "born=2026-01-01T00:00:00Z");
+        let (b, readable) = change_key("slack-notifier", subject, Lifecycle::Ready, "born=2026-01-01T00:00:00Z");
+        assert_eq!(a, b);
+        assert!(readable.contains(subject) && readable.contains("ready"));
+        let (c, _) = change_key("slack-notifier", subject, Lifecycle::Ready, "born=2026-02-01T00:00:00Z");
+        assert_ne!(a, c, "another lifetime is another change");
+        let (d, _) = change_key(
+            "slack-notifier",
+            subject,
+            Lifecycle::Deleted,
+            "born=2026-01-01T00:00:00Z",
+        );
+        assert_ne!(a, d);
+        let (e, _) = change_key("other-function", subject, Lifecycle::Ready, "born=2026-01-01T00:00:00Z");
+        assert_ne!(a, e);
+        assert!(a.len() < 100);
+    }
+
+    #[test]
+    fn times_are_compared_at_second_precision() {
+        assert_eq!(normalise_time("2026-11-21T15:02:10.456Z"), "2026-11-21T15:02:10Z");
+        assert_eq!(normalise_time("2026-11-21T16:02:10+01:00"), "2026-11-21T15:02:10Z");
+        assert_eq!(normalise_time("not a time"), "not a time");
+    }
+
+    #[tokio::test]
+    async fn acts_once_then_answers_already_done() {
+        let p = protocol(Config::default());
+        let acted = AtomicU32::new(0);
+        let act = |_| async {
+            acted.fetch_add(1, Ordering::SeqCst);
+            Effect::Done("posted".into())
+        };
+        let first = p.run("k", "d", "a", soon(), act).await.unwrap();
+        assert!(matches!(first, Ran::Acted { warning: None, .. }), "{first:?}");
+        let again = p
+            .run("k", "d", "b", soon(), |_| async { Effect::Done("again".into()) })
+            .await
+            .unwrap();
+        assert_eq!(again, Ran::AlreadyDone("posted".into()));
+        assert_eq!(acted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_certain_failure_releases_the_claim_for_a_retry() {
+        let p = protocol(Config::default());
+        let failed = p
+            .run("k", "d", "a", soon(), |_| async {
+                Effect::Failed(HandlerError::Retryable("500".into()))
+            })
+            .await;
+        assert!(matches!(failed, Err(HandlerError::Retryable(_))));
+        let retried = p
+            .run("k", "d", "b", soon(), |_| async { Effect::Done("posted".into()) })
+            .await
+            .unwrap();
+        assert!(matches!(retried, Ran::Acted { .. }), "{retried:?}");
+    }
+
+    #[tokio::test]
+    async fn uncertain_delivery_follows_the_policy() {
+        let assume = protocol(Config::default());
+        let uncertain = || async { Effect::Uncertain(HandlerError::Retryable("timed out".into())) };
+        let ran = assume.run("k", "d", "a", soon(), |_| uncertain()).await.unwrap();
+        assert!(
+            matches!(&ran, Ran::Acted { warning: Some(w), .. } if w.contains("uncertain")),
+            "{ran:?}"
+        );
+        let retry_after = assume
+            .run("k", "d", "b", soon(), |_| async { Effect::Done("x".into()) })
+            .await
+            .unwrap();
+        assert!(
+            matches!(retry_after, Ran::AlreadyDone(_)),
+            "assumed done: no second act"
+        );
+
+        let retry = protocol(Config {
+            on_uncertain: OnUncertain::Retry,
+            ..Config::default()
+        });
+        let err = retry.run("k", "d", "a", soon(), |_| uncertain()).await.unwrap_err();
+        assert!(err.message().contains("uncertain"), "{err}");
+        let second = retry
+            .run("k", "d", "b", soon(), |_| async { Effect::Done("posted".into()) })
+            .await
+            .unwrap();
+        assert!(matches!(second, Ran::Acted { .. }), "released: the retry acts");
+    }
+
+    /// A store whose completing write fails a given number of times.
+    struct FailingComplete {
+        inner: MemoryStore,
+        failures: AtomicU32,
+    }
+
+    impl Persistence for FailingComplete {
+        async fn claim(&self, k: &str, o: &str, d: &str, u: u64) -> Result<Claim, AwsError> {
+            self.inner.claim(k, o, d, u).await
+        }
+        async fn peek(&self, k: &str) -> Result<Option<Claim>, AwsError> {
+            self.inner.peek(k).await
+        }
+        async fn complete(&self, k: &str, o: &str, r: &str, e: u64) -> Result<bool, AwsError> {
+            if self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(AwsError {
+                    operation: "UpdateItem",
+                    retryable: true,
+                    code: Some("ThrottlingException".into()),
+                    message: "throttled".into(),
+                });
+            }
+            self.inner.complete(k, o, r, e).await
+        }
+        async fn release(&self, k: &str, o: &str) -> Result<(), AwsError> {
+            self.inner.release(k, o).await
+        }
+        async fn remember(&self, k: &str, f: &BTreeMap<String, String>, e: Option<u64>) -> Result<(), AwsError> {
+            self.inner.remember(k, f, e).await
+        }
+        async fn recall(&self, k: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+            self.inner.recall(k).await
+        }
+    }
+
+    #[tokio::test]
+    async fn success_is_never_reported_as_failure_when_completing_fails() {
+        let p = Idempotency::new(
+            FailingComplete {
+                inner: MemoryStore::default(),
+                failures: AtomicU32::new(2),
+            },
+            Config::default(),
+        );
+        let ran = p
+            .run("k", "d", "a", soon(), |_| async { Effect::Done("posted".into()) })
+            .await
+            .unwrap();
+        assert_eq!(
+            ran,
+            Ran::Acted {
+                result: "posted".into(),
+                warning: None
+            },
+            "retried until it completed"
+        );
+        let p = Idempotency::new(
+            FailingComplete {
+                inner: MemoryStore::default(),
+                failures: AtomicU32::new(100),
+            },
+            Config::default(),
+        );
+        let ran = p
+            .run("k", "d", "a", soon(), |_| async { Effect::Done("posted".into()) })
+            .await
+            .unwrap();
+        assert!(
+            matches!(&ran, Ran::Acted { warning: Some(w), .. } if w.contains("could not be completed")),
+            "{ran:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_act_deadline_ends_before_the_claim() {
+        let p = protocol(Config {
+            expiry: Expiry {
+                max_in_progress: Duration::from_secs(6),
+                ..Expiry::default()
+            },
+            ..Config::default()
+        });
+        let invocation_deadline = Instant::now() + Duration::from_secs(60);
+        let ran = p
+            .run("k", "d", "a", invocation_deadline, |act_deadline| async move {
+                let left = act_deadline.saturating_duration_since(Instant::now());
+                assert!(left <= Duration::from_secs(6) - CLAIM_MARGIN, "{left:?}");
+                assert!(left > Duration::from_secs(3), "{left:?}");
+                Effect::Done("posted".into())
+            })
+            .await
+            .unwrap();
+        assert!(matches!(ran, Ran::Acted { .. }));
+        assert!(
+            Config {
+                expiry: Expiry {
+                    max_in_progress: Duration::from_secs(2),
+                    ..Expiry::default()
+                },
+                ..Config::default()
+            }
+            .check()
+            .is_err()
+        );
+        assert!(Config::default().check().is_ok());
+    }
+
+    #[tokio::test]
+    async fn concurrent_runs_act_once() {
+        let p = Arc::new(protocol(Config::default()));
+        let acted = Arc::new(AtomicU32::new(0));
+        let runs = (0..16).map(|i| {
+            let (p, acted) = (Arc::clone(&p), Arc::clone(&acted));
+            tokio::spawn(async move {
+                p.run("k", "d", &format!("owner-{i}"), soon(), |_| async move {
+                    acted.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Effect::Done("posted".into())
+                })
+                .await
+            })
+        });
+        let results = futures_util::future::join_all(runs).await;
+        assert_eq!(acted.load(Ordering::SeqCst), 1);
+        for result in results {
+            let ran = result.unwrap().unwrap();
+            assert!(
+                !matches!(ran, Ran::Acted { .. })
+                    || ran
+                        == Ran::Acted {
+                            result: "posted".into(),
+                            warning: None
+                        }
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_released_claim_of_another_invocation_is_claimed_again() {
+        let p = protocol(Config::default());
+        let store = p.store();
+        store
+            .claim("k", "crashed", "d", millis(now() + Duration::from_millis(300)))
+            .await
+            .unwrap();
+        let ran = p
+            .run("k", "d", "b", soon(), |_| async { Effect::Done("posted".into()) })
+            .await
+            .unwrap();
+        assert!(
+            matches!(ran, Ran::Acted { .. }),
+            "the lapsed claim is taken over: {ran:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn facts_are_remembered_and_recalled() {
+        let store = MemoryStore::default();
+        let facts: BTreeMap<String, String> = [("arn".to_string(), "x".to_string())].into();
+        store.remember("f", &facts, None).await.unwrap();
+        assert_eq!(store.recall("f").await.unwrap(), Some(facts.clone()));
+        store.remember("g", &facts, Some(1)).await.unwrap();
+        assert_eq!(store.recall("g").await.unwrap(), None, "expired");
     }
 }

@@ -229,6 +229,13 @@ impl DeclaredCounter {
         }
     }
 
+    /// The same, with `faults` injected into every client it is registered on.
+    pub fn with_faults(declared: Declared, faults: &Faults) -> Self {
+        let mut counter = Self::new(declared);
+        counter.counter = counter.counter.with_interceptor(faults.clone());
+        counter
+    }
+
     /// The operations seen that are not declared (each was refused when it was made).
     pub fn undeclared(&self) -> Vec<String> {
         self.counter
@@ -252,6 +259,157 @@ impl std::ops::Deref for DeclaredCounter {
     type Target = crate::aws::CallCounter;
     fn deref(&self) -> &Self::Target {
         &self.counter
+    }
+}
+
+/// A fault to inject into an AWS call (see [`Faults`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// AWS answers `ThrottlingException` (400); the request has no effect.
+    Throttle,
+    /// AWS answers 500 `InternalServerError`; the request has no effect.
+    ServerError,
+    /// The request takes effect, but its answer is lost (a reset or timeout after sending):
+    /// the call "succeeds without you hearing it".
+    LoseResponse,
+}
+
+#[derive(Debug, Clone)]
+struct FaultRule {
+    operation: String,
+    skip: u32,
+    times: u32,
+    fault: Fault,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Injected(Fault);
+
+impl aws_smithy_types::config_bag::Storable for Injected {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+/// An SDK interceptor that makes chosen AWS operations fail: by `Service.Operation` name,
+/// after `skip` attempts, for `times` attempts (each SDK retry attempt counts). Register it on
+/// a client like the call counter (`sdk_client!` takes it through [`Faults::counter`]).
+///
+/// `Throttle` and `ServerError` keep the request from taking effect (JSON-protocol services
+/// such as DynamoDB, SSM, Secrets Manager: the request is sent as an unknown operation);
+/// on query-protocol services (RDS) inject them into reads only.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    rules: std::sync::Arc<std::sync::Mutex<Vec<FaultRule>>>,
+}
+
+impl Faults {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes `operation` (e.g. `DynamoDB.UpdateItem`) fail with `fault` for `times` attempts
+    /// after `skip` attempts that go through.
+    pub fn inject(&self, operation: &str, skip: u32, times: u32, fault: Fault) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.push(FaultRule {
+                operation: operation.to_string(),
+                skip,
+                times,
+                fault,
+            });
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.clear();
+        }
+    }
+
+    /// The fault for this attempt of `operation`, if any, counting the attempt.
+    fn decide(&self, operation: &str) -> Option<Fault> {
+        let mut rules = self.rules.lock().ok()?;
+        let rule = rules.iter_mut().find(|r| r.operation == operation && r.times > 0)?;
+        if rule.skip > 0 {
+            rule.skip -= 1;
+            return None;
+        }
+        rule.times -= 1;
+        Some(rule.fault)
+    }
+}
+
+fn operation_name(cfg: &aws_smithy_types::config_bag::ConfigBag) -> String {
+    use aws_smithy_runtime_api::client::orchestrator::Metadata;
+    cfg.load::<Metadata>()
+        .map(|m| format!("{}.{}", m.service(), m.name()))
+        .unwrap_or_default()
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for Faults {
+    fn name(&self) -> &'static str {
+        "Faults"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let Some(fault) = self.decide(&operation_name(cfg)) else {
+            return Ok(());
+        };
+        if matches!(fault, Fault::Throttle | Fault::ServerError) {
+            let headers = context.request_mut().headers_mut();
+            if let Some(target) = headers.get("x-amz-target").map(str::to_string) {
+                let service = target.split('.').next().unwrap_or_default().to_string();
+                headers.insert("x-amz-target", format!("{service}.InjectedFaultNoSuchOperation"));
+            }
+        }
+        cfg.interceptor_state().store_put(Injected(fault));
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut<
+            '_,
+        >,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let Some(Injected(fault)) = cfg.load::<Injected>().copied() else {
+            return Ok(());
+        };
+        cfg.interceptor_state().unset::<Injected>();
+        let (status, code) = match fault {
+            Fault::LoseResponse => return Err("connection reset after the request was sent (injected)".into()),
+            Fault::Throttle => (400, "ThrottlingException"),
+            Fault::ServerError => (500, "InternalServerError"),
+        };
+        let response = context.response_mut();
+        let json = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|t| t.contains("json"));
+        let body = if json {
+            format!(r#"{{"__type":"{code}","message":"injected fault"}}"#)
+        } else {
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>injected fault</Message></Error><RequestId>injected</RequestId></ErrorResponse>",
+                if code == "ThrottlingException" {
+                    "Throttling"
+                } else {
+                    code
+                }
+            )
+        };
+        *response.status_mut() = status
+            .try_into()
+            .map_err(|_| aws_smithy_runtime_api::box_error::BoxError::from("bad status"))?;
+        response.headers_mut().insert("x-amzn-errortype", code);
+        *response.body_mut() = aws_smithy_types::body::SdkBody::from(body);
+        Ok(())
     }
 }
 
@@ -324,7 +482,7 @@ mod tests {
             "{undeclared:?}"
         );
         assert_eq!(counter.undeclared(), vec!["RDS.DeleteDBInstance".to_string()]);
-        let check = std::panic::catch_unwind(|| counter.assert_all_declared());
+        let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| counter.assert_all_declared()));
         assert!(check.is_err(), "the explicit check fails too");
     }
 

@@ -109,7 +109,9 @@ fn kubernetes_event_exporter() {
     let e = one("k8s-event-exporter.cannot-update.json");
     assert_eq!(e.lifecycle, Lifecycle::Failed);
     assert_eq!(e.reason.as_deref(), Some("CannotUpdateExternalResource"));
-    assert_eq!(e.transition_time.as_deref(), Some("2026-11-21T15:04:40Z"));
+    // The episode's start (firstTimestamp), not its last repetition: the count does not make a
+    // new change (issue 9).
+    assert_eq!(e.transition_time.as_deref(), Some("2026-11-21T15:02:10Z"));
     assert_eq!(e.resource.subject(), NAMESPACED_SUBJECT);
     let e = one("k8s-event-exporter.created.json");
     assert_eq!(e.lifecycle, Lifecycle::Updated);

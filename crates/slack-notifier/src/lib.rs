@@ -1,7 +1,9 @@
 //! slack-notifier: tells a Slack channel, exactly once per real change, that a Crossplane-managed
-//! AWS resource is ready, deleted or failed (DESIGN.md §6). Exactly once comes from the shared
-//! idempotency store ([`common::idempotency`]), keyed by the change's meaning.
+//! AWS resource is ready, deleted or failed (ARCHITECTURE.md). Exactly once comes from the
+//! shared claim protocol ([`common::idempotency`]) around the post, keyed by the change's
+//! identity ([`change`]), which every trigger path agrees on.
 
+pub mod change;
 pub mod message;
 pub mod webhook;
 
@@ -9,16 +11,16 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use common::aws::CallCounter;
-use common::idempotency::{self, Claim, Expiry, Store};
+use common::idempotency::{Config, DynamoStore, Effect, Expiry, Idempotency, OnUncertain, Ran};
 use common::model::Lifecycle;
-use common::resolve::{self, Arn, Guard};
+use common::resolve::{Arn, Guard};
 use common::runtime::{Handler, Invocation, Outcome, OutcomeKind};
 use common::tagging::TaggingApi;
 use common::{HandlerError, ResourceEvent};
-use tokio::time::Instant;
 
+use crate::change::{Change, Identified};
 use crate::message::Facts;
-use crate::webhook::{Allowlist, Poster, WebhookSource};
+use crate::webhook::{Allowlist, Poster, Undelivered, WebhookSource};
 
 pub const NAME: &str = "slack-notifier";
 
@@ -27,6 +29,8 @@ pub const NAME: &str = "slack-notifier";
 /// against (`tests/infra`), and that the moto tests check every call made against.
 pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
     ("RDS.ListTagsForResource", &["rds:ListTagsForResource"]),
+    ("RDS.DescribeDBInstances", &["rds:DescribeDBInstances"]),
+    ("RDS.DescribeDBClusters", &["rds:DescribeDBClusters"]),
     ("Resource Groups Tagging API.GetResources", &["tag:GetResources"]),
     ("Secrets Manager.GetSecretValue", &["secretsmanager:GetSecretValue"]),
     ("DynamoDB.PutItem", &["dynamodb:PutItem"]),
@@ -50,10 +54,10 @@ pub struct Settings {
     pub notify_on: Vec<Lifecycle>,
     /// `IDEMPOTENCY_TABLE`: the DynamoDB table (partition key `id`, TTL attribute `expires_at`).
     pub table: String,
-    /// `IDEMPOTENCY_TTL_SECONDS` (default 7 days), `IDEMPOTENCY_IN_PROGRESS_MAX_SECONDS` (900).
-    pub expiry: Expiry,
-    /// How long a duplicate waits for another invocation's claim to complete (default 2 s).
-    pub wait_for_other: Duration,
+    /// `IDEMPOTENCY_TTL_SECONDS` (default 7 days), `IDEMPOTENCY_IN_PROGRESS_MAX_SECONDS` (900),
+    /// `SLACK_ON_UNCERTAIN_DELIVERY` (default `assume-delivered`), and how long a duplicate
+    /// waits for another invocation's claim (2 s).
+    pub idempotency: Config,
     pub guard: Guard,
 }
 
@@ -66,8 +70,7 @@ impl Settings {
             min_interval: Duration::from_millis(1000),
             notify_on: vec![Lifecycle::Ready, Lifecycle::Deleted, Lifecycle::Failed],
             table: table.into(),
-            expiry: Expiry::default(),
-            wait_for_other: Duration::from_secs(2),
+            idempotency: Config::default(),
             guard: Guard::default(),
         }
     }
@@ -111,10 +114,15 @@ impl Settings {
                 })
                 .collect::<Result<_, _>>()?;
         }
-        settings.expiry = Expiry {
+        settings.idempotency.expiry = Expiry {
             completed_ttl: seconds("IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600)?,
             max_in_progress: seconds("IDEMPOTENCY_IN_PROGRESS_MAX_SECONDS", 900)?,
         };
+        if let Some(policy) = var("SLACK_ON_UNCERTAIN_DELIVERY") {
+            settings.idempotency.on_uncertain = OnUncertain::parse(&policy)
+                .ok_or_else(|| format!("SLACK_ON_UNCERTAIN_DELIVERY={policy:?}: expected assume-delivered or retry"))?;
+        }
+        settings.idempotency.check()?;
         settings.guard = Guard::from_env();
         Ok(settings)
     }
@@ -122,7 +130,8 @@ impl Settings {
 
 pub struct SlackNotifier {
     tagging: TaggingApi,
-    store: Store,
+    rds: aws_sdk_rds::Client,
+    idempotency: Idempotency<DynamoStore>,
     webhook: WebhookSource,
     poster: Poster,
     settings: Settings,
@@ -131,15 +140,20 @@ pub struct SlackNotifier {
 impl SlackNotifier {
     /// Builds the SDK and HTTP clients once (cold start). `counter` counts every AWS call.
     pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Result<Self, String> {
+        settings.idempotency.check()?;
+        let rds = common::sdk_client!(aws_sdk_rds, sdk, counter);
         Ok(SlackNotifier {
             tagging: TaggingApi::new(
                 common::sdk_client!(aws_sdk_resourcegroupstagging, sdk, counter),
-                common::sdk_client!(aws_sdk_rds, sdk, counter),
+                rds.clone(),
             ),
-            store: Store::new(
-                common::sdk_client!(aws_sdk_dynamodb, sdk, counter),
-                settings.table.clone(),
-                settings.expiry,
+            rds,
+            idempotency: Idempotency::new(
+                DynamoStore::new(
+                    common::sdk_client!(aws_sdk_dynamodb, sdk, counter),
+                    settings.table.clone(),
+                ),
+                settings.idempotency,
             ),
             webhook: WebhookSource::new(
                 common::sdk_client!(aws_sdk_secretsmanager, sdk, counter),
@@ -152,121 +166,101 @@ impl SlackNotifier {
         })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Where the resource is: for `ready`, resolved and checked live (a stale or forged event
-    /// for something that is not there, or not Crossplane's, is not announced); for `deleted`
-    /// and `failed` the resource may not exist, so only the ARN's account and region are checked.
-    async fn locate(
-        &self,
-        event: &ResourceEvent,
-        invocation: &Invocation,
-    ) -> Result<Result<Option<String>, Outcome>, HandlerError> {
-        let resource = &event.resource;
-        if event.lifecycle == Lifecycle::Ready {
-            return match resolve::resolve(resource, &invocation.scope, &self.settings.guard, &self.tagging).await {
-                Ok(resolved) => Ok(Ok(Some(resolved.arn))),
-                Err(why) => common::runtime::unresolved(why).map(Err),
-            };
-        }
-        let arn = resolve::arn_of(resource, &invocation.scope);
-        if let Some(arn) = &arn
-            && let Err(why) = self
-                .settings
-                .guard
-                .check(arn, resource.region.as_deref(), &invocation.scope)
-        {
-            return Ok(Err(Outcome::new(OutcomeKind::Refused, Some(arn), why)));
-        }
-        Ok(Ok(arn))
-    }
-
     async fn notify(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
         if !self.settings.notify_on.contains(&event.lifecycle) {
             let detail = format!("{}: not one of NOTIFY_ON", event.lifecycle.as_str());
             return Ok(Outcome::new(OutcomeKind::Skipped, None, detail));
         }
-        let arn = match self.locate(event, invocation).await? {
-            Ok(arn) => arn,
-            Err(outcome) => return Ok(outcome),
+        let lookup = change::Lookup {
+            tagging: &self.tagging,
+            rds: &self.rds,
+            store: self.idempotency.store(),
+            guard: &self.settings.guard,
+        };
+        let change = match change::identify(NAME, event, invocation, &lookup).await? {
+            Identified::Change(change) => *change,
+            Identified::NotAnnounced(outcome) => return Ok(outcome),
         };
         let webhook = self.webhook.get().await?;
-        let key = idempotency::key_for(NAME, event);
-        let description = format!(
-            "{} {} {}",
-            event.resource.subject(),
-            event.lifecycle.as_str(),
-            event.transition_time.as_deref().unwrap_or("-")
-        );
-        let owner = format!("{}:{}", invocation.request_id, event.id);
-        let token = match self
-            .store
-            .claim(&key, &description, &owner, invocation.remaining())
-            .await?
-        {
-            Claim::Acquired(token) => token,
-            Claim::Completed(result) => {
-                return Ok(Outcome::new(
-                    OutcomeKind::Duplicate,
-                    arn.as_deref(),
-                    format!("already notified: {result}"),
-                ));
-            }
-            Claim::InProgress { .. } => return self.wait_for_other(&key, arn.as_deref(), invocation).await,
-        };
+        let Change {
+            key,
+            description,
+            resource,
+            arn,
+            ..
+        } = &change;
+        let arn = arn.as_deref();
         let account = arn
-            .as_deref()
             .and_then(Arn::parse)
             .map(|a| a.account.to_string())
             .filter(|a| !a.is_empty());
+        let shown = ResourceEvent {
+            resource: resource.clone(),
+            ..event.clone()
+        };
         let payload = message::build(&Facts {
-            event,
-            arn: arn.as_deref(),
+            event: &shown,
+            arn,
             account: account.as_deref().or(Some(invocation.scope.account.as_str())),
         });
-        match self.poster.post(&webhook, &payload, invocation.deadline).await {
-            Ok(()) => {
-                let result = format!("posted {} for {description}", event.lifecycle.as_str());
-                self.store.complete(&token, &result).await?;
-                Ok(Outcome::new(
-                    OutcomeKind::Applied,
-                    arn.as_deref(),
-                    format!("posted to Slack ({webhook})"),
-                ))
-            }
-            Err(error) => {
-                // Give the change back, so a retry (or a fixed configuration) can post it.
-                if let Err(release) = self.store.release(&token).await {
-                    tracing::warn!(error = %release, "could not release the idempotency claim; it expires on its own");
+        let owner = format!("{}:{}", invocation.request_id, event.id);
+        let ran = self
+            .idempotency
+            .run(key, description, &owner, invocation.deadline, |deadline| {
+                let (webhook, payload) = (&webhook, &payload);
+                async move {
+                    match self.poster.post(webhook, payload, deadline).await {
+                        Ok(()) => Effect::Done(format!("posted {} for {description}", event.lifecycle.as_str())),
+                        Err(Undelivered::Certainly(error)) => Effect::Failed(error),
+                        Err(Undelivered::Perhaps(error)) => Effect::Uncertain(error),
+                    }
                 }
-                Err(error)
+            })
+            .await?;
+        match ran {
+            Ran::Acted { warning, .. } => {
+                let mut detail = format!("posted to Slack ({})", self.webhook_host().await);
+                if let Err(error) = change::after_announcing(&change, &lookup, &self.settings.idempotency.expiry).await
+                {
+                    tracing::warn!(event = %event.id, error = %error, "announced, but the lifetime could not be remembered");
+                    detail.push_str(&format!("; warning: the lifetime could not be remembered ({error})"));
+                }
+                if let Some(warning) = warning {
+                    detail.push_str(&format!("; warning: {warning}"));
+                }
+                Ok(Outcome::new(OutcomeKind::Applied, arn, detail))
             }
+            Ran::AlreadyDone(result) => Ok(Outcome::new(
+                OutcomeKind::Duplicate,
+                arn,
+                format!("already notified: {result}"),
+            )),
+            Ran::DoneByOther(result) => Ok(Outcome::new(
+                OutcomeKind::Duplicate,
+                arn,
+                format!("notified by another invocation: {result}"),
+            )),
         }
     }
 
-    /// Another invocation is posting this very change: wait briefly for it to finish.
-    async fn wait_for_other(
-        &self,
-        key: &str,
-        arn: Option<&str>,
-        invocation: &Invocation,
-    ) -> Result<Outcome, HandlerError> {
-        let until = Instant::now() + self.settings.wait_for_other.min(invocation.remaining() / 4);
-        while Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if let Some(Claim::Completed(result)) = self.store.peek(key).await? {
-                return Ok(Outcome::new(
-                    OutcomeKind::Duplicate,
-                    arn,
-                    format!("notified by another invocation: {result}"),
-                ));
-            }
-        }
-        Err(HandlerError::Retryable(
-            "another invocation is posting this change; retry to confirm it was sent".into(),
-        ))
+    /// The claim protocol (tests reach its records through it).
+    pub fn idempotency(&self) -> &Idempotency<DynamoStore> {
+        &self.idempotency
+    }
+
+    /// The change `event` reports, as the notifier identifies it (tests compute keys with it).
+    pub async fn identify(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Identified, HandlerError> {
+        let lookup = change::Lookup {
+            tagging: &self.tagging,
+            rds: &self.rds,
+            store: self.idempotency.store(),
+            guard: &self.settings.guard,
+        };
+        change::identify(NAME, event, invocation, &lookup).await
+    }
+
+    async fn webhook_host(&self) -> String {
+        self.webhook.get().await.map(|w| w.to_string()).unwrap_or_default()
     }
 }
 
@@ -291,7 +285,9 @@ mod declaration_tests {
             &[
                 include_str!("lib.rs"),
                 include_str!("webhook.rs"),
+                include_str!("change.rs"),
                 include_str!("../../common/src/tagging.rs"),
+                include_str!("../../common/src/rds.rs"),
                 include_str!("../../common/src/idempotency.rs"),
             ],
         );

@@ -21,14 +21,48 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// At most `max` characters, with an ellipsis when cut (Slack rejects over-long fields).
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
+/// Slack's limits on what one message may hold (Block Kit reference): a longer one is refused
+/// whole (`invalid_blocks`), so the change would never be announced.
+pub mod limits {
+    pub const SECTION_TEXT: usize = 3000;
+    pub const FIELD_TEXT: usize = 2000;
+    pub const FIELDS_PER_SECTION: usize = 10;
+    pub const HEADER_TEXT: usize = 150;
+    pub const CONTEXT_TEXT: usize = 2000;
+    pub const BLOCKS: usize = 50;
+    /// The fallback `text`: Slack truncates beyond 40,000 and advises at most 4,000.
+    pub const FALLBACK_TEXT: usize = 4000;
+}
+
+/// `text` escaped, then cut to at most `max` characters (Slack counts characters) with an
+/// ellipsis: cut on character boundaries and never inside an entity, so the result is never
+/// longer than the limit and never holds half an `&amp;`.
+pub fn escape_clipped(text: &str, max: usize) -> String {
+    let escaped = escape(text);
+    if escaped.chars().count() <= max {
+        return escaped;
     }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    let budget = max.saturating_sub(1);
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let piece = escape(c.encode_utf8(&mut [0; 4]));
+        let len = piece.chars().count();
+        if used + len > budget {
+            break;
+        }
+        out.push_str(&piece);
+        used += len;
+    }
+    out.push('…');
+    out
+}
+
+/// `prefix` (ours, trusted) followed by `text` (the event's) escaped and clipped, the whole at
+/// most `max` characters.
+fn labelled(prefix: &str, text: &str, max: usize) -> String {
+    let room = max.saturating_sub(prefix.chars().count());
+    format!("{prefix}{}", escape_clipped(text, room))
 }
 
 fn percent_encode(text: &str) -> String {
@@ -113,10 +147,11 @@ pub fn build(facts: &Facts<'_>) -> Value {
     if event.lifecycle == Lifecycle::Failed
         && let Some(reason) = &event.reason
     {
-        text.push_str(&format!(": {}", escape(&clip(reason, 200))));
+        text.push_str(&format!(": {}", escape_clipped(reason, 200)));
     }
+    let text = clip_trusted(&text, limits::FALLBACK_TEXT);
 
-    let field = |label: &str, value: &str| json!({"type": "mrkdwn", "text": format!("*{label}*\n{}", escape(&clip(value, 1900)))});
+    let field = |label: &str, value: &str| json!({"type": "mrkdwn", "text": labelled(&format!("*{label}*\n"), value, limits::FIELD_TEXT)});
     let mut fields = vec![
         field("Kind", &format!("{}.{}", resource.kind, resource.group)),
         field("Name", &resource.name),
@@ -133,35 +168,53 @@ pub fn build(facts: &Facts<'_>) -> Value {
     if let Some(account) = facts.account.filter(|a| !a.is_empty()) {
         fields.push(field("Account", account));
     }
+    fields.truncate(limits::FIELDS_PER_SECTION);
 
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "emoji": true,
-               "text": clip(&format!("{} {verb}", escape(&who)), 150)}}),
+               "text": labelled("", &format!("{} {verb}", who), limits::HEADER_TEXT)}}),
         json!({"type": "section", "fields": fields}),
     ];
     if let Some(arn) = facts.arn {
-        blocks
-            .push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*ARN*\n`{}`", escape(arn))}}));
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": format!("*ARN*\n`{}`", escape_clipped(arn, limits::SECTION_TEXT - 10))}}));
     }
     if event.lifecycle == Lifecycle::Failed || event.message.is_some() {
         let reason = event.reason.as_deref().unwrap_or("unknown");
-        let mut detail = format!("*Reason*\n{}", escape(&clip(reason, 200)));
+        let mut detail = labelled("*Reason*\n", reason, 200 + 9);
         if let Some(message) = &event.message {
-            detail.push_str(&format!("\n```{}```", escape(&clip(message, 2500))));
+            let room = limits::SECTION_TEXT - detail.chars().count() - "\n``````".len();
+            detail.push_str(&format!("\n```{}```", escape_clipped(message, room)));
         }
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": detail}}));
     }
-    let mut context = vec![json!({"type": "mrkdwn", "text": escape(&format!(
-        "{} · {} · event {}",
-        event.transition_time.as_deref().unwrap_or("time unknown"),
-        event.source,
-        clip(&event.id, 100)
-    ))})];
+    let when = event.transition_time.as_deref().unwrap_or("time unknown");
+    let mut context = vec![json!({"type": "mrkdwn", "text": escape_clipped(
+        &format!("{} · {} · event {}", clip_trusted(when, 64), clip_trusted(&event.source, 200), clip_trusted(&event.id, 100)),
+        limits::CONTEXT_TEXT,
+    )})];
     if let Some(link) = facts.arn.and_then(console_link) {
         context.push(json!({"type": "mrkdwn", "text": format!("<{link}|Open in the AWS console>")}));
     }
     blocks.push(json!({"type": "context", "elements": context}));
+    blocks.truncate(limits::BLOCKS);
     json!({"text": text, "blocks": blocks})
+}
+
+/// At most `max` characters of text that is already safe (escaped, or ours), with an ellipsis.
+fn clip_trusted(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    // Never end inside an entity the cut would break.
+    if let Some(amp) = cut.rfind('&')
+        && !cut[amp..].contains(';')
+    {
+        cut.truncate(amp);
+    }
+    cut.push('…');
+    cut
 }
 
 #[cfg(test)]
@@ -268,25 +321,76 @@ mod tests {
         assert_eq!(console_link("not an arn"), None);
     }
 
+    /// Issue 9: 10,000 characters of Slack's control characters in every field the event
+    /// controls: every block stays within Slack's limits, no entity is cut in half, and the
+    /// only link is ours.
     #[test]
-    fn long_messages_are_clipped() {
-        let long = "x".repeat(10_000);
-        let e = event(
+    fn hostile_lengths_stay_within_every_slack_limit() {
+        let hostile = "<&>".repeat(3334);
+        let mut e = event(
             Signal::Upsert,
-            json!([{"type": "Synced", "status": "False", "reason": "ReconcileError", "message": long}]),
-            json!({}),
+            json!([{"type": "Synced", "status": "False", "reason": "ReconcileError", "message": hostile,
+                    "lastTransitionTime": hostile}]),
+            json!({"crossplane.io/claim-name": hostile, "crossplane.io/claim-namespace": hostile}),
         );
+        e.resource.name = hostile.clone();
+        e.resource.namespace = Some(hostile.clone());
+        e.resource.kind = hostile.clone();
+        e.resource.group = hostile.clone();
+        e.resource.region = Some(hostile.clone());
+        e.reason = Some(hostile.clone());
+        e.source = hostile.clone();
+        e.id = hostile.clone();
+        let arn = format!("arn:aws:rds:eu-west-1:111122223333:db:{hostile}");
         let message = build(&Facts {
             event: &e,
-            arn: None,
-            account: None,
+            arn: Some(&arn),
+            account: Some(&hostile),
         });
-        let section = message["blocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b.to_string().contains("*Reason*"))
-            .unwrap();
-        assert!(section["text"]["text"].as_str().unwrap().chars().count() < 3000);
+        let count = |v: &Value| v.as_str().unwrap().chars().count();
+        assert!(count(&message["text"]) <= limits::FALLBACK_TEXT);
+        let blocks = message["blocks"].as_array().unwrap();
+        assert!(blocks.len() <= limits::BLOCKS);
+        for block in blocks {
+            match block["type"].as_str().unwrap() {
+                "header" => assert!(count(&block["text"]["text"]) <= limits::HEADER_TEXT),
+                "section" => {
+                    if let Some(text) = block.get("text") {
+                        assert!(count(&text["text"]) <= limits::SECTION_TEXT, "{}", count(&text["text"]));
+                    }
+                    if let Some(fields) = block.get("fields").and_then(Value::as_array) {
+                        assert!(fields.len() <= limits::FIELDS_PER_SECTION);
+                        for field in fields {
+                            assert!(count(&field["text"]) <= limits::FIELD_TEXT);
+                        }
+                    }
+                }
+                "context" => {
+                    for element in block["elements"].as_array().unwrap() {
+                        assert!(count(&element["text"]) <= limits::CONTEXT_TEXT);
+                    }
+                }
+                other => panic!("unexpected block {other}"),
+            }
+        }
+        let all = message.to_string();
+        assert_eq!(all.matches('<').count(), 1, "only our console link");
+        // Every `&` starts a whole entity.
+        for (i, _) in all.match_indices('&') {
+            let rest = &all[i..];
+            assert!(
+                rest.starts_with("&amp;") || rest.starts_with("&lt;") || rest.starts_with("&gt;"),
+                "{}",
+                &rest[..rest.len().min(8)]
+            );
+        }
+    }
+
+    #[test]
+    fn clipping_never_splits_an_entity() {
+        assert_eq!(escape_clipped("&&&", 6), "&amp;…");
+        assert_eq!(escape_clipped("a<b", 3), "a…");
+        assert_eq!(escape_clipped("short", 10), "short");
+        assert_eq!(escape_clipped("éééé", 3), "éé…");
     }
 }

@@ -135,6 +135,45 @@ impl WebhookSource {
     }
 }
 
+/// Why a post did not succeed: certainly not delivered (a retry may post), or perhaps
+/// delivered (the request left and no answer came back: a retry may post a second message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undelivered {
+    Certainly(HandlerError),
+    Perhaps(HandlerError),
+}
+
+impl Undelivered {
+    pub fn error(&self) -> &HandlerError {
+        match self {
+            Undelivered::Certainly(e) | Undelivered::Perhaps(e) => e,
+        }
+    }
+}
+
+/// Whether a failed request may have reached Slack: not when the connection (or its TLS
+/// handshake) was never made; perhaps on a timeout or a reset after it was made.
+fn classify(error: reqwest::Error, webhook: &Webhook) -> Undelivered {
+    let never_sent = error.is_connect() || error.is_builder();
+    // Never the URL: it is the webhook's secret. The causes say what happened.
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    if never_sent {
+        Undelivered::Certainly(HandlerError::Retryable(format!(
+            "could not connect to Slack ({webhook}): {text}"
+        )))
+    } else {
+        Undelivered::Perhaps(HandlerError::Retryable(format!(
+            "no answer from Slack ({webhook}) after sending the message: {text}"
+        )))
+    }
+}
+
 /// Posts to Slack no faster than one message per interval (Slack allows about one a second
 /// per webhook), so the records of an SQS batch do not trip its rate limit.
 #[derive(Debug)]
@@ -185,9 +224,10 @@ impl Poster {
         webhook: &Webhook,
         payload: &serde_json::Value,
         deadline: Instant,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<(), Undelivered> {
+        let certainly = |e: HandlerError| Undelivered::Certainly(e);
         let body = serde_json::to_vec(payload)
-            .map_err(|e| HandlerError::Permanent(format!("could not encode the message: {e}")))?;
+            .map_err(|e| certainly(HandlerError::Permanent(format!("could not encode the message: {e}"))))?;
         let mut rate_limited = 0;
         loop {
             self.pace().await;
@@ -195,7 +235,9 @@ impl Poster {
                 .saturating_duration_since(Instant::now())
                 .saturating_sub(self.reserve);
             if left.is_zero() {
-                return Err(HandlerError::Retryable("no time left to post to Slack".into()));
+                return Err(certainly(HandlerError::Retryable(
+                    "no time left to post to Slack".into(),
+                )));
             }
             let response = self
                 .http
@@ -205,10 +247,7 @@ impl Poster {
                 .timeout(left.min(REQUEST_TIMEOUT))
                 .send()
                 .await
-                // Never the URL: it is the webhook's secret.
-                .map_err(|e| {
-                    HandlerError::Retryable(format!("could not reach Slack ({webhook}): {}", e.without_url()))
-                })?;
+                .map_err(|e| classify(e, webhook))?;
             let status = response.status();
             let retry_after = response
                 .headers()
@@ -223,10 +262,10 @@ impl Poster {
                     let wait = Duration::from_secs(retry_after.unwrap_or(1));
                     rate_limited += 1;
                     if rate_limited > MAX_RATE_LIMITED || Instant::now() + wait + self.reserve >= deadline {
-                        return Err(HandlerError::Retryable(format!(
+                        return Err(certainly(HandlerError::Retryable(format!(
                             "Slack rate-limited the webhook; Retry-After {}s does not fit in the time left",
                             wait.as_secs()
-                        )));
+                        ))));
                     }
                     tracing::info!(
                         retry_after_s = wait.as_secs(),
@@ -236,12 +275,14 @@ impl Poster {
                     *next = (*next).max(Instant::now() + wait);
                 }
                 s if s.is_server_error() => {
-                    return Err(HandlerError::Retryable(format!("Slack answered {s}: {said}")));
+                    return Err(certainly(HandlerError::Retryable(format!(
+                        "Slack answered {s}: {said}"
+                    ))));
                 }
                 s => {
-                    return Err(HandlerError::Permanent(format!(
+                    return Err(certainly(HandlerError::Permanent(format!(
                         "Slack refused the message ({s}): {said}"
-                    )));
+                    ))));
                 }
             }
         }

@@ -134,7 +134,9 @@ pub(crate) fn kubernetes_event(event: &Map<String, Value>) -> Result<ResourceEve
     }
     // No conditions in this partial object: the event's reason decides the lifecycle.
     let data = json!({"apiVersion": field("apiVersion"), "kind": field("kind"), "metadata": metadata});
-    let time = ["lastTimestamp", "eventTime", "firstTimestamp"]
+    // When the episode began: a repeated event keeps its first time (its count and last time
+    // grow with every repetition); `eventTime` is the first time of the events.k8s.io/v1 form.
+    let time = ["firstTimestamp", "eventTime", "lastTimestamp"]
         .iter()
         .find_map(|f| event.get(*f).and_then(Value::as_str).filter(|t| !t.is_empty()))
         .map(str::to_string);
