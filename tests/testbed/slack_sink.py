@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A local stand-in for Slack incoming webhooks (DESIGN.md section 9).
+"""A local stand-in for Slack incoming webhooks (ARCHITECTURE.md section 9).
 
 POST /services/...        records the request and answers like Slack ("ok"), unless a failure
                           was queued for that path: then answers with it (429 with Retry-After,

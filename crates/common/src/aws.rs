@@ -1,5 +1,5 @@
 //! AWS SDK glue: the configuration built once per cold start, error classification,
-//! and a counter of the calls made (the "AWS calls per event" of DESIGN.md §10).
+//! and a counter of the calls made (the "AWS calls per event" of ARCHITECTURE.md §10).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,4 @@
-//! Typed errors and their mapping to the Lambda `errorType`s of DESIGN.md §7.
+//! Typed errors and their mapping to the Lambda `errorType`s of ARCHITECTURE.md §7.
 
 use lambda_runtime::Diagnostic;
 use thiserror::Error;

@@ -1,6 +1,6 @@
 //! Shared code of the crossplane-lambda functions.
 //!
-//! The flow every function follows (DESIGN.md §2):
+//! The flow every function follows (ARCHITECTURE.md §2):
 //!
 //! ```text
 //! raw payload ─▶ intake (envelopes, shapes) ─▶ CloudEvents of our profile ─▶ ResourceEvent

@@ -1,8 +1,8 @@
 //! One model for "this Crossplane managed resource is in this state": [`ResourceEvent`].
 //!
-//! Every input shape becomes a [`ProfileEvent`] (a CloudEvent of our profile, DESIGN.md §3),
+//! Every input shape becomes a [`ProfileEvent`] (a CloudEvent of our profile, ARCHITECTURE.md §3),
 //! and every profile event becomes a [`ResourceEvent`] through [`ResourceEvent::from_profile`],
-//! which applies the lifecycle rules of DESIGN.md §4 in one place.
+//! which applies the lifecycle rules of ARCHITECTURE.md §4 in one place.
 
 use std::collections::BTreeMap;
 
@@ -246,7 +246,7 @@ pub struct ResourceEvent {
 }
 
 impl ResourceEvent {
-    /// Applies the lifecycle rules (DESIGN.md §4) to a profile event.
+    /// Applies the lifecycle rules (ARCHITECTURE.md §4) to a profile event.
     pub fn from_profile(event: ProfileEvent) -> Result<Self, IntakeError> {
         let data = &event.data;
         let resource = if data.get("metadata").is_some() {

@@ -1,4 +1,4 @@
-//! Resolution: from a managed resource to the ARN of its external resource (DESIGN.md §5),
+//! Resolution: from a managed resource to the ARN of its external resource (ARCHITECTURE.md §5),
 //! and the guard that keeps a function to the accounts, regions and resources it may touch.
 
 use std::collections::BTreeMap;
@@ -121,7 +121,7 @@ fn sqs_url_parts(url: &str) -> Option<(&str, &str)> {
     Some((segments.next()?, segments.next()?))
 }
 
-/// Which accounts and regions a function may act on (DESIGN.md §5).
+/// Which accounts and regions a function may act on (ARCHITECTURE.md §5).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Guard {
     /// Empty: only the function's own account.

@@ -1,4 +1,4 @@
-//! Runs a [`Handler`] under the Lambda runtime and answers each transport as DESIGN.md §7 says:
+//! Runs a [`Handler`] under the Lambda runtime and answers each transport as ARCHITECTURE.md §7 says:
 //! direct invocations get `{"handler", "results"}` or a typed function error, SQS batches get
 //! `batchItemFailures`, Function URL requests get an HTTP status.
 

@@ -123,7 +123,7 @@ impl TagReader for TaggingApi {
 }
 
 /// Whether the external resource is there and not on its way out, checked right before a side
-/// effect (DESIGN.md §4). `None`: no cheap check exists for this kind of resource.
+/// effect (ARCHITECTURE.md §4). `None`: no cheap check exists for this kind of resource.
 pub trait LiveCheck: Send + Sync {
     fn is_live(&self, arn: &str) -> impl Future<Output = Result<Option<bool>, AwsError>> + Send;
 }

@@ -1,4 +1,4 @@
-//! The response contract of DESIGN.md §7 for every transport, and the decision log lines,
+//! The response contract of ARCHITECTURE.md §7 for every transport, and the decision log lines,
 //! with a handler whose answers the test decides (no AWS).
 
 use std::time::Duration;

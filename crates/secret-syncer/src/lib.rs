@@ -1,5 +1,5 @@
 //! secret-syncer: publishes the connection details of Crossplane-managed RDS instances and
-//! clusters to a Secrets Manager secret and/or SSM parameters (DESIGN.md §6), idempotently,
+//! clusters to a Secrets Manager secret and/or SSM parameters (ARCHITECTURE.md §6), idempotently,
 //! touching only what it owns, and never letting a secret value reach a log, error or outcome.
 
 pub mod document;

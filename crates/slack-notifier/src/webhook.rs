@@ -1,5 +1,5 @@
 //! The Slack incoming webhook: its URL from Secrets Manager (cached), checked against the
-//! allowlist before any request, and posting with Slack's answers handled (DESIGN.md §6).
+//! allowlist before any request, and posting with Slack's answers handled (ARCHITECTURE.md §6).
 //! The URL is itself a secret: it never reaches a log line, an error or an outcome.
 
 use std::fmt;

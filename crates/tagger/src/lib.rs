@@ -1,5 +1,5 @@
 //! tagger: makes every Crossplane-managed AWS resource carry the tags the platform requires
-//! (DESIGN.md §6): a policy from SSM Parameter Store plus tags derived from the managed resource,
+//! (ARCHITECTURE.md §6): a policy from SSM Parameter Store plus tags derived from the managed resource,
 //! checked against AWS's tag rules, written as a difference only.
 
 pub mod plan;

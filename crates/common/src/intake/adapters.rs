@@ -1,4 +1,4 @@
-//! The non-CloudEvent Crossplane shapes (DESIGN.md §2), adapted into events of our profile:
+//! The non-CloudEvent Crossplane shapes (ARCHITECTURE.md §2), adapted into events of our profile:
 //! Knative ApiServerSource, Argo Events resource events, kubernetes-event-exporter events and
 //! EventBridge `aws.rds` events.
 

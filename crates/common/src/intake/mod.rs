@@ -1,6 +1,6 @@
 //! Intake: from the raw payload a function received to [`ResourceEvent`]s.
 //!
-//! Everything is recognised by its shape, with no configuration (DESIGN.md §2):
+//! Everything is recognised by its shape, with no configuration (ARCHITECTURE.md §2):
 //! transport envelopes (SQS, SNS, EventBridge, Function URL / API Gateway v2 HTTP requests),
 //! CloudEvents in structured mode (single, batch, Crossplane `Invocation` input with `tf`) or
 //! binary HTTP mode, and the non-CloudEvent Crossplane shapes adapted in [`adapters`].
@@ -20,7 +20,7 @@ pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 /// Deeper nesting than this is no Kubernetes object we know of: refuse it before parsing.
 pub const MAX_DEPTH: usize = 64;
 
-/// What arrived, by transport; each transport answers in its own way (DESIGN.md §7).
+/// What arrived, by transport; each transport answers in its own way (ARCHITECTURE.md §7).
 #[derive(Debug)]
 pub enum Intake {
     /// A direct invocation (CloudEvent, batch, Invocation input, EventBridge, SNS, …).
