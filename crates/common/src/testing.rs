@@ -282,8 +282,9 @@ struct FaultRule {
     fault: Fault,
 }
 
+/// The fault decided for this attempt, and whether the service speaks JSON (else XML).
 #[derive(Debug, Clone, Copy)]
-struct Injected(Fault);
+struct Injected(Fault, bool);
 
 impl aws_smithy_types::config_bag::Storable for Injected {
     type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
@@ -359,14 +360,15 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for Faults {
         let Some(fault) = self.decide(&operation_name(cfg)) else {
             return Ok(());
         };
-        if matches!(fault, Fault::Throttle | Fault::ServerError) {
-            let headers = context.request_mut().headers_mut();
-            if let Some(target) = headers.get("x-amz-target").map(str::to_string) {
-                let service = target.split('.').next().unwrap_or_default().to_string();
-                headers.insert("x-amz-target", format!("{service}.InjectedFaultNoSuchOperation"));
-            }
+        let headers = context.request_mut().headers_mut();
+        let target = headers.get("x-amz-target").map(str::to_string);
+        if let Some(target) = &target
+            && matches!(fault, Fault::Throttle | Fault::ServerError)
+        {
+            let service = target.split('.').next().unwrap_or_default().to_string();
+            headers.insert("x-amz-target", format!("{service}.InjectedFaultNoSuchOperation"));
         }
-        cfg.interceptor_state().store_put(Injected(fault));
+        cfg.interceptor_state().store_put(Injected(fault, target.is_some()));
         Ok(())
     }
 
@@ -378,7 +380,7 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for Faults {
         _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
         cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        let Some(Injected(fault)) = cfg.load::<Injected>().copied() else {
+        let Some(Injected(fault, json)) = cfg.load::<Injected>().copied() else {
             return Ok(());
         };
         cfg.interceptor_state().unset::<Injected>();
@@ -388,10 +390,6 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for Faults {
             Fault::ServerError => (500, "InternalServerError"),
         };
         let response = context.response_mut();
-        let json = response
-            .headers()
-            .get("content-type")
-            .is_some_and(|t| t.contains("json"));
         let body = if json {
             format!(r#"{{"__type":"{code}","message":"injected fault"}}"#)
         } else {
@@ -408,6 +406,10 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for Faults {
             .try_into()
             .map_err(|_| aws_smithy_runtime_api::box_error::BoxError::from("bad status"))?;
         response.headers_mut().insert("x-amzn-errortype", code);
+        response.headers_mut().insert(
+            "content-type",
+            if json { "application/x-amz-json-1.0" } else { "text/xml" },
+        );
         *response.body_mut() = aws_smithy_types::body::SdkBody::from(body);
         Ok(())
     }
