@@ -153,6 +153,17 @@ pub async fn create_instance_in(
         .expect("create the RDS instance in moto");
 }
 
+/// Deletes an RDS instance (moto removes it at once), as `skipFinalSnapshot` would.
+pub async fn delete_instance(sdk: &aws_config::SdkConfig, id: &str) {
+    aws_sdk_rds::Client::new(sdk)
+        .delete_db_instance()
+        .db_instance_identifier(id)
+        .skip_final_snapshot(true)
+        .send()
+        .await
+        .expect("delete the RDS instance in moto");
+}
+
 /// Creates an Aurora PostgreSQL cluster as the provider would.
 pub async fn create_cluster(sdk: &aws_config::SdkConfig, id: &str, managed: Managed) {
     aws_sdk_rds::Client::new(sdk)

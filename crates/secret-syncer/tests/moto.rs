@@ -382,13 +382,7 @@ fn delete_settings() -> Settings {
 }
 
 async fn delete_instance(id: &str) {
-    aws_sdk_rds::Client::new(&moto_config().await)
-        .delete_db_instance()
-        .db_instance_identifier(id)
-        .skip_final_snapshot(true)
-        .send()
-        .await
-        .unwrap();
+    common::testing::delete_instance(&moto_config().await, id).await;
 }
 
 async fn secret_exists_and_is_not_scheduled(name: &str) -> bool {

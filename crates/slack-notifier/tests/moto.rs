@@ -113,13 +113,7 @@ async fn key_of(notifier: &SlackNotifier, event: &Value) -> String {
 }
 
 async fn delete_instance(id: &str) {
-    aws_sdk_rds::Client::new(&moto_config().await)
-        .delete_db_instance()
-        .db_instance_identifier(id)
-        .skip_final_snapshot(true)
-        .send()
-        .await
-        .unwrap();
+    common::testing::delete_instance(&moto_config().await, id).await;
 }
 
 fn resource_event(event: &Value) -> ResourceEvent {
