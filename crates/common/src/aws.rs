@@ -29,7 +29,7 @@ pub async fn load_config() -> aws_config::SdkConfig {
 #[macro_export]
 macro_rules! sdk_client {
     ($service:ident, $sdk:expr, $counter:expr) => {{
-        let mut builder = $service::config::Builder::from($sdk);
+        let mut builder = $service::config::Builder::from($sdk).interceptor($crate::metrics::AwsCallMetrics);
         if let Some(counter) = $counter {
             let counter: &$crate::aws::CallCounter = counter;
             builder = builder.interceptor(counter.clone());

@@ -23,6 +23,7 @@ pub mod idempotency;
 pub mod intake;
 pub mod kinds;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod rds;
 pub mod resolve;

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::error::{HandlerError, IntakeError};
 use crate::intake::{self, Intake};
+use crate::metrics::{self, About, Metrics};
 use crate::model::{Lifecycle, ResourceEvent};
 use crate::resolve::{Arn, Scope};
 
@@ -95,18 +96,20 @@ pub struct Response {
     pub results: Vec<EventResult>,
 }
 
-/// One invocation: its request id, where the function runs, and when it must be done.
+/// One invocation: its request id, where the function runs, when it must be done, and its
+/// metrics (flushed once, when it ends).
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub request_id: String,
     pub scope: Scope,
     pub deadline: Instant,
+    pub metrics: Metrics,
 }
 
 impl Invocation {
     /// From the runtime's context: the account comes from the function's own ARN
     /// (`AWS_ACCOUNT_ID` overrides it, for local runs), the region from `AWS_REGION`.
-    pub fn from_context(context: &lambda_runtime::Context) -> Self {
+    pub fn from_context(context: &lambda_runtime::Context, function: &str) -> Self {
         let arn = Arn::parse(&context.invoked_function_arn);
         let account = std::env::var("AWS_ACCOUNT_ID")
             .ok()
@@ -125,6 +128,7 @@ impl Invocation {
             request_id: context.request_id.clone(),
             scope: Scope { account, region },
             deadline: Instant::now() + remaining,
+            metrics: Metrics::new(function, &context.request_id),
         }
     }
 
@@ -173,8 +177,20 @@ pub async fn dispatch<H: Handler>(
     concurrency: usize,
 ) -> Result<Value, HandlerError> {
     let intake = intake::read_payload(raw).inspect_err(|e| {
+        invocation.metrics.count(metrics::INVALID_PAYLOADS, &[], 1.0);
         tracing::warn!(request_id = %invocation.request_id, error = %e, "invalid payload");
     })?;
+    let answer = answer(handler, intake, invocation, concurrency).await;
+    invocation.metrics.take_aws_calls();
+    answer
+}
+
+async fn answer<H: Handler>(
+    handler: &H,
+    intake: Intake,
+    invocation: &Invocation,
+    concurrency: usize,
+) -> Result<Value, HandlerError> {
     match intake {
         Intake::Direct(events) => {
             let results = run_events(handler, &events, invocation, concurrency).await;
@@ -189,6 +205,7 @@ pub async fn dispatch<H: Handler>(
                 .map(|record| async move {
                     let failed = match &record.events {
                         Err(e) => {
+                            invocation.metrics.count(metrics::INVALID_PAYLOADS, &[], 1.0);
                             tracing::warn!(message_id = %record.message_id, error = %e, "invalid SQS record");
                             true
                         }
@@ -215,6 +232,7 @@ pub async fn dispatch<H: Handler>(
             Ok(json!(response))
         }
         Intake::Http(Err(e)) => {
+            invocation.metrics.count(metrics::INVALID_PAYLOADS, &[], 1.0);
             tracing::warn!(request_id = %invocation.request_id, error = %e, "invalid HTTP request");
             Ok(http_response(
                 400,
@@ -257,8 +275,32 @@ async fn run_events<H: Handler>(
 ) -> Vec<Result<EventResult, (String, HandlerError)>> {
     futures_util::stream::iter(events)
         .map(|event| async move {
+            let started = Instant::now();
             let outcome = handler.handle(event, invocation).await;
             let subject = event.resource.display_name();
+            let kind = metric_kind(&event.resource);
+            let about = About {
+                lifecycle: event.lifecycle.as_str(),
+                kind: &kind,
+                event: &event.id,
+                resource: &subject,
+            };
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            invocation
+                .metrics
+                .event(metrics::HANDLER_LATENCY, &about, &[], elapsed_ms);
+            match &outcome {
+                Ok(outcome) => {
+                    invocation
+                        .metrics
+                        .event(metrics::EVENTS, &about, &[("Outcome", outcome.kind.as_str())], 1.0)
+                }
+                Err(error) => {
+                    invocation
+                        .metrics
+                        .event(metrics::EVENT_ERRORS, &about, &[("ErrorType", error.error_type())], 1.0)
+                }
+            }
             match outcome {
                 Ok(outcome) => {
                     tracing::info!(
@@ -296,6 +338,12 @@ async fn run_events<H: Handler>(
         .buffered(concurrency.max(1))
         .collect()
         .await
+}
+
+/// `Kind.service` (`Instance.rds`): a dimension of bounded cardinality, unlike a name.
+fn metric_kind(resource: &crate::model::ManagedResource) -> String {
+    let service = crate::kinds::split_group(&resource.group).map_or(resource.group.as_str(), |(s, _)| s);
+    format!("{}.{service}", resource.kind)
 }
 
 /// All results, or the error that decides what the caller should do, naming every failed event.
@@ -399,14 +447,17 @@ pub async fn run<H: Handler>(handler: H) -> Result<(), lambda_runtime::Error> {
     let service = service_fn(move |event: LambdaEvent<RawPayload>| {
         let handler = Arc::clone(&handler);
         async move {
-            let invocation = Invocation::from_context(&event.context);
+            let invocation = Invocation::from_context(&event.context, handler.name());
             tracing::debug!(
                 request_id = %invocation.request_id,
                 remaining_ms = invocation.remaining().as_millis() as u64,
                 deadline_ms = event.context.deadline,
                 "invocation"
             );
-            dispatch(handler.as_ref(), &event.payload.0, &invocation, concurrency).await
+            let answer = dispatch(handler.as_ref(), &event.payload.0, &invocation, concurrency).await;
+            // Once per invocation: the metrics, as EMF lines among the logs.
+            invocation.metrics.write_to(&mut std::io::stdout().lock());
+            answer
         }
     });
     lambda_runtime::Runtime::new(service)

@@ -43,6 +43,7 @@ pub fn invocation() -> Invocation {
             region: REGION.into(),
         },
         deadline: Instant::now() + Duration::from_secs(30),
+        metrics: crate::metrics::Metrics::new("test", "test"),
     }
 }
 

@@ -39,6 +39,7 @@ fn invocation() -> Invocation {
             region: "us-east-1".into(),
         },
         deadline: Instant::now() + Duration::from_secs(10),
+        metrics: common::metrics::Metrics::new("probe", "req-1"),
     }
 }
 
@@ -153,4 +154,81 @@ async fn one_json_log_line_per_decision_with_event_and_resource() {
         assert_eq!(d["outcome"], "applied");
         assert_eq!(d["request_id"], "req-1");
     }
+}
+
+/// Issue 13: one invocation's metrics as EMF documents: outcomes and error classes by
+/// function × lifecycle × kind, latency in milliseconds, refused payloads; names and units
+/// from `metrics::METRICS`, every declared dimension present, no resource name as a dimension.
+#[tokio::test]
+async fn each_invocation_emits_emf_metrics_by_outcome_and_error_class() {
+    use common::metrics::{METRICS, NAMESPACE};
+    let invocation = invocation();
+    let batch = json!([with_id("ok-1"), with_id("ok-2"), with_id("retry-1"), with_id("perm-1")]);
+    let _ = dispatch(&ByEventId, batch.to_string().as_bytes(), &invocation, 4).await;
+    let _ = dispatch(&ByEventId, b"not json", &invocation, 4).await;
+    let mut out = Vec::new();
+    invocation.metrics.write_to(&mut out);
+    let docs: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON document per line"))
+        .collect();
+    for doc in &docs {
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], NAMESPACE);
+        let dimensions = directive["Dimensions"][0].as_array().unwrap();
+        assert_eq!(dimensions[0], "Function");
+        for dimension in dimensions {
+            assert!(doc[dimension.as_str().unwrap()].is_string(), "{doc}");
+            assert!(
+                [
+                    "Function",
+                    "Lifecycle",
+                    "Kind",
+                    "Outcome",
+                    "ErrorType",
+                    "Operation",
+                    "Class"
+                ]
+                .contains(&dimension.as_str().unwrap()),
+                "bounded dimensions only: {doc}"
+            );
+        }
+        for metric in directive["Metrics"].as_array().unwrap() {
+            let name = metric["Name"].as_str().unwrap();
+            let (_, unit) = METRICS.iter().find(|(n, _)| *n == name).expect("a declared metric");
+            assert_eq!(metric["Unit"], unit.as_str());
+        }
+        assert_eq!(doc["request_id"], "req-1");
+    }
+    let find = |metric: &str, key: &str, value: &str| {
+        docs.iter()
+            .find(|d| d.get(metric).is_some() && d[key] == value)
+            .unwrap_or_else(|| panic!("{metric} {key}={value} in {docs:?}"))
+    };
+    let applied = find("Events", "Outcome", "applied");
+    assert_eq!(applied["Events"], json!([1.0, 1.0]));
+    assert_eq!(
+        (applied["Lifecycle"].as_str(), applied["Kind"].as_str()),
+        (Some("ready"), Some("Instance.rds"))
+    );
+    assert_eq!(applied["events"], json!(["ok-1", "ok-2"]), "correlation: the event ids");
+    assert_eq!(
+        find("EventErrors", "ErrorType", "RetryableFailure")["EventErrors"],
+        json!(1.0)
+    );
+    assert_eq!(
+        find("EventErrors", "ErrorType", "PermanentFailure")["EventErrors"],
+        json!(1.0)
+    );
+    assert_eq!(
+        find("InvalidPayloads", "Function", "probe")["InvalidPayloads"],
+        json!(1.0)
+    );
+    let latency = find("HandlerLatency", "Lifecycle", "ready");
+    assert_eq!(latency["HandlerLatency"].as_array().map(Vec::len), Some(4));
+    // Flushed once: nothing is written twice.
+    let mut again = Vec::new();
+    invocation.metrics.write_to(&mut again);
+    assert!(again.is_empty());
 }

@@ -209,7 +209,7 @@ impl SlackNotifier {
             .run(key, description, &owner, invocation.deadline, |deadline| {
                 let (webhook, payload) = (&webhook, &payload);
                 async move {
-                    match self.poster.post(webhook, payload, deadline).await {
+                    match self.poster.post(webhook, payload, deadline, &invocation.metrics).await {
                         Ok(()) => Effect::Done(format!("posted {} for {description}", event.lifecycle.as_str())),
                         Err(Undelivered::Certainly(error)) => Effect::Failed(error),
                         Err(Undelivered::Perhaps(error)) => Effect::Uncertain(error),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::Client as SecretsClient;
 use common::HandlerError;
 use common::aws::AwsError;
+use common::metrics::{Metrics, SLACK_ANSWERS};
 use reqwest::{StatusCode, Url};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -224,7 +225,9 @@ impl Poster {
         webhook: &Webhook,
         payload: &serde_json::Value,
         deadline: Instant,
+        metrics: &Metrics,
     ) -> Result<(), Undelivered> {
+        let answered = |class: &str| metrics.count(SLACK_ANSWERS, &[("Class", class)], 1.0);
         let certainly = |e: HandlerError| Undelivered::Certainly(e);
         let body = serde_json::to_vec(payload)
             .map_err(|e| certainly(HandlerError::Permanent(format!("could not encode the message: {e}"))))?;
@@ -247,7 +250,13 @@ impl Poster {
                 .timeout(left.min(REQUEST_TIMEOUT))
                 .send()
                 .await
-                .map_err(|e| classify(e, webhook))?;
+                .map_err(|e| classify(e, webhook))
+                .inspect_err(|undelivered| {
+                    answered(match undelivered {
+                        Undelivered::Certainly(_) => "unreachable",
+                        Undelivered::Perhaps(_) => "uncertain",
+                    })
+                })?;
             let status = response.status();
             let retry_after = response
                 .headers()
@@ -257,8 +266,12 @@ impl Poster {
             let text = response.text().await.unwrap_or_default();
             let said: String = text.chars().take(200).collect();
             match status {
-                StatusCode::OK => return Ok(()),
+                StatusCode::OK => {
+                    answered("ok");
+                    return Ok(());
+                }
                 StatusCode::TOO_MANY_REQUESTS => {
+                    answered("rate_limited");
                     let wait = Duration::from_secs(retry_after.unwrap_or(1));
                     rate_limited += 1;
                     if rate_limited > MAX_RATE_LIMITED || Instant::now() + wait + self.reserve >= deadline {
@@ -275,11 +288,13 @@ impl Poster {
                     *next = (*next).max(Instant::now() + wait);
                 }
                 s if s.is_server_error() => {
+                    answered("server_error");
                     return Err(certainly(HandlerError::Retryable(format!(
                         "Slack answered {s}: {said}"
                     ))));
                 }
                 s => {
+                    answered("client_error");
                     return Err(certainly(HandlerError::Permanent(format!(
                         "Slack refused the message ({s}): {said}"
                     ))));

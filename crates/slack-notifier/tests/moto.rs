@@ -704,3 +704,34 @@ async fn a_fault_at_any_step_then_retries_posts_exactly_once() {
         counter.assert_all_declared();
     }
 }
+
+/// Issue 13: the metrics of one invocation name the AWS calls made, Slack's answer by class and
+/// the outcome (a duplicate suppressed is an outcome like any other).
+#[tokio::test]
+async fn the_metrics_count_aws_calls_slack_answers_and_duplicates() {
+    let id = "sn-metrics";
+    create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
+    let hook = webhook(id).await;
+    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let first = invocation();
+    dispatch(&notifier, ready_event(id).to_string().as_bytes(), &first, 8)
+        .await
+        .unwrap();
+    let docs = first.metrics.documents();
+    let has = |metric: &str, key: &str, value: &str| docs.iter().any(|d| d.get(metric).is_some() && d[key] == value);
+    assert!(has("SlackAnswers", "Class", "ok"), "{docs:?}");
+    assert!(has("AwsCalls", "Operation", "DynamoDB.PutItem"), "{docs:?}");
+    assert!(has("AwsCalls", "Operation", "RDS.DescribeDBInstances"), "{docs:?}");
+    assert!(has("Events", "Outcome", "applied"), "{docs:?}");
+    let replay = invocation();
+    dispatch(&notifier, ready_event(id).to_string().as_bytes(), &replay, 8)
+        .await
+        .unwrap();
+    let docs = replay.metrics.documents();
+    let duplicate = docs
+        .iter()
+        .find(|d| d["Outcome"] == "duplicate")
+        .expect("a duplicate suppressed");
+    assert_eq!(duplicate["Events"], json!(1.0));
+    assert_eq!(duplicate["resources"], json!([format!("Instance/team-a/{id}")]));
+}
