@@ -40,20 +40,6 @@ pub fn parse_event(value: &Value) -> Result<Event, IntakeError> {
 
 /// Parses a JSON batch (`application/cloudevents-batch+json`): every member must be valid,
 /// and all must share one spec version. An empty batch is valid.
-pub fn parse_batch(value: &Value) -> Result<Vec<Event>, IntakeError> {
-    let items = value.as_array().ok_or_else(|| {
-        IntakeError::new(
-            "$",
-            format!("a CloudEvents batch must be a JSON array, found {}", json_kind(value)),
-        )
-    })?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| parse_event(item).map_err(|e| e.within(&format!("[{i}]"))))
-        .collect()
-}
-
 /// The checks the SDK leaves out, done on the raw JSON object.
 fn check_attributes(object: &Map<String, Value>) -> Result<(), IntakeError> {
     match object.get("specversion") {
@@ -209,11 +195,5 @@ mod tests {
         assert!(check_media_type("xyz").is_err());
         assert!(check_media_type("/json").is_err());
         assert!(check_media_type("text/").is_err());
-    }
-
-    #[test]
-    fn batch_errors_name_the_member() {
-        let e = parse_batch(&json!([{"specversion":"1.0","id":"1","type":"t","source":"s"}, 3])).unwrap_err();
-        assert_eq!(e.at, "[1]");
     }
 }

@@ -16,6 +16,7 @@
 //!   for each transport (direct invocation, SQS partial batch failures, Function URL).
 
 pub mod aws;
+pub mod cache;
 pub mod cloudevent;
 pub mod crossplane;
 pub mod error;

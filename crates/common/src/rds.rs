@@ -63,6 +63,17 @@ impl Liveness {
     }
 }
 
+/// Where databases stand: RDS in production, a fake in unit tests.
+pub trait Databases: Send + Sync {
+    fn liveness(&self, arn: &str) -> impl std::future::Future<Output = Result<Liveness, AwsError>> + Send;
+}
+
+impl Databases for RdsClient {
+    async fn liveness(&self, arn: &str) -> Result<Liveness, AwsError> {
+        liveness(self, arn).await
+    }
+}
+
 fn rfc3339(time: Option<&aws_sdk_rds::primitives::DateTime>) -> Option<String> {
     use aws_sdk_rds::primitives::{DateTime, DateTimeFormat};
     time.and_then(|t| DateTime::from_secs(t.secs()).fmt(DateTimeFormat::DateTime).ok())

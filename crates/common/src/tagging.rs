@@ -61,46 +61,37 @@ impl TagReader for TaggingApi {
                 }
             };
         }
-        let mut token: Option<String> = None;
-        loop {
-            let output = self
-                .client
-                .get_resources()
-                .resource_arn_list(arn)
-                .set_pagination_token(token.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("GetResources", &e))?;
+        let mut pages = self
+            .client
+            .get_resources()
+            .resource_arn_list(arn)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("GetResources", &e))?;
             // Match the ARN ourselves (and follow pages: some implementations ignore the list).
-            // A resource AWS did not return does not exist, or carries no tags at all.
-            if let Some(mapping) = output
+            if let Some(mapping) = page
                 .resource_tag_mapping_list()
                 .iter()
                 .find(|m| m.resource_arn() == Some(arn))
             {
                 return Ok(Some(tags_of_mapping(mapping)));
             }
-            match output.pagination_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_string()),
-                _ => return Ok(None),
-            }
         }
+        // A resource AWS did not return does not exist, or carries no tags at all.
+        Ok(None)
     }
 
     async fn find_by_tags(&self, resource_type: &str, tags: &[(&str, &str)]) -> Result<Vec<(String, Tags)>, AwsError> {
         let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut request = self.client.get_resources().resource_type_filters(resource_type);
-            for (key, value) in tags {
-                request = request.tag_filters(TagFilter::builder().key(*key).values(*value).build());
-            }
-            let output = request
-                .set_pagination_token(token.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("GetResources", &e))?;
-            for mapping in output.resource_tag_mapping_list() {
+        let mut request = self.client.get_resources().resource_type_filters(resource_type);
+        for (key, value) in tags {
+            request = request.tag_filters(TagFilter::builder().key(*key).values(*value).build());
+        }
+        let mut pages = request.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("GetResources", &e))?;
+            for mapping in page.resource_tag_mapping_list() {
                 let Some(arn) = mapping.resource_arn() else {
                     continue;
                 };
@@ -112,10 +103,6 @@ impl TagReader for TaggingApi {
                 {
                     found.push((arn.to_string(), resource_tags));
                 }
-            }
-            match output.pagination_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_string()),
-                _ => break,
             }
         }
         Ok(found)

@@ -1,9 +1,10 @@
 //! The CloudEvents specification's own JSON-format conformance cases (copied from
 //! cloudevents/conformance, see `data/cloudevents-json/README.md`): every valid case parses,
-//! every invalid case is rejected with an error that says where.
+//! every invalid case is rejected with an error that says where. Run through
+//! `intake::structured`, the step every structured event and batch takes in production.
 
 use cloudevents::AttributesReader;
-use common::cloudevent::{parse_batch, parse_event};
+use common::intake::structured;
 use serde_json::Value;
 
 fn cases(file: &str) -> Vec<(String, Value)> {
@@ -26,8 +27,8 @@ fn every_valid_event_parses() {
     let cases = cases("valid-events.json");
     assert_eq!(cases.len(), 10);
     for (id, event) in cases {
-        let parsed = parse_event(&event).unwrap_or_else(|e| panic!("{id} was rejected: {e}"));
-        assert_eq!(Some(parsed.id()), event["id"].as_str(), "{id}");
+        let parsed = structured(&event).unwrap_or_else(|e| panic!("{id} was rejected: {e}"));
+        assert_eq!(Some(parsed[0].event.id()), event["id"].as_str(), "{id}");
     }
 }
 
@@ -36,7 +37,7 @@ fn every_invalid_event_is_rejected() {
     let cases = cases("invalid-events.json");
     assert_eq!(cases.len(), 25);
     for (id, event) in cases {
-        let err = parse_event(&event).expect_err(&format!("{id} was accepted"));
+        let err = structured(&event).expect_err(&format!("{id} was accepted"));
         assert!(!err.at.is_empty() && !err.reason.is_empty(), "{id}: {err:?}");
     }
 }
@@ -47,7 +48,7 @@ fn every_valid_batch_parses() {
     assert_eq!(cases.len(), 5);
     for (id, batch) in cases {
         let expected = batch.as_array().unwrap().len();
-        let parsed = parse_batch(&batch).unwrap_or_else(|e| panic!("{id} was rejected: {e}"));
+        let parsed = structured(&batch).unwrap_or_else(|e| panic!("{id} was rejected: {e}"));
         assert_eq!(parsed.len(), expected, "{id}");
     }
 }
@@ -57,7 +58,7 @@ fn every_invalid_batch_is_rejected() {
     let cases = cases("invalid-batches.json");
     assert_eq!(cases.len(), 3);
     for (id, batch) in cases {
-        let err = parse_batch(&batch).expect_err(&format!("{id} was accepted"));
+        let err = structured(&batch).expect_err(&format!("{id} was accepted"));
         assert!(err.at.starts_with('['), "{id}: the error names the member: {err:?}");
     }
 }
@@ -78,6 +79,6 @@ fn the_checks_the_sdk_leaves_out() {
     let cases = cases("invalid-events.json");
     for (id, at) in expect {
         let event = &cases.iter().find(|(case, _)| case == id).unwrap().1;
-        assert_eq!(parse_event(event).unwrap_err().at, at, "{id}");
+        assert_eq!(structured(event).unwrap_err().at, at, "{id}");
     }
 }

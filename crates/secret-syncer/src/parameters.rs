@@ -42,26 +42,21 @@ impl ParametersPlan {
 
 async fn read_path(client: &SsmClient, path: &str) -> Result<BTreeMap<String, String>, AwsError> {
     let mut found = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let output = client
-            .get_parameters_by_path()
-            .path(path)
-            .with_decryption(true)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetParametersByPath", &e))?;
-        for parameter in output.parameters() {
+    let mut pages = client
+        .get_parameters_by_path()
+        .path(path)
+        .with_decryption(true)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::from_sdk("GetParametersByPath", &e))?;
+        for parameter in page.parameters() {
             if let (Some(name), Some(value)) = (parameter.name(), parameter.value()) {
                 found.insert(name.to_string(), value.to_string());
             }
         }
-        match output.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => return Ok(found),
-        }
     }
+    Ok(found)
 }
 
 /// Ours for `subject` (with the database it records, if any), or why not.

@@ -14,22 +14,22 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_rds::Client as RdsClient;
 use common::crossplane::{CONDITION_READY, CONDITION_SYNCED};
-use common::idempotency::{DynamoStore, Expiry, Persistence, change_key, fact_key, normalise_time};
+use common::idempotency::{Expiry, Persistence, change_key, fact_key, normalise_time};
 use common::model::Lifecycle;
-use common::rds::{self, Liveness};
+use common::rds::{Databases, Liveness};
 use common::resolve::{self, Arn, Guard, TagReader};
 use common::runtime::{Invocation, Outcome, OutcomeKind, unresolved};
-use common::tagging::TaggingApi;
 use common::{HandlerError, ManagedResource, ResourceEvent};
 use serde_json::json;
 
-/// What identifying a change reads.
-pub struct Lookup<'a> {
-    pub tagging: &'a TaggingApi,
-    pub rds: &'a RdsClient,
-    pub store: &'a DynamoStore,
+/// What identifying a change reads: tags (resolution), databases (lifetimes, proof of
+/// deletion) and the idempotency store (remembered lifetimes). AWS in production, fakes in the
+/// unit tests below.
+pub struct Lookup<'a, T, D, P> {
+    pub tagging: &'a T,
+    pub rds: &'a D,
+    pub store: &'a P,
     pub guard: &'a Guard,
 }
 
@@ -74,11 +74,11 @@ fn condition_time(resource: &ManagedResource, kind: &str, status: &str) -> Optio
 }
 
 /// Identifies the change `event` reports, reading what it must.
-pub async fn identify(
+pub async fn identify<T: TagReader, D: Databases, P: Persistence>(
     function: &'static str,
     event: &ResourceEvent,
     invocation: &Invocation,
-    lookup: &Lookup<'_>,
+    lookup: &Lookup<'_, T, D, P>,
 ) -> Result<Identified, HandlerError> {
     match event.lifecycle {
         Lifecycle::Ready => ready(function, event, invocation, lookup).await,
@@ -125,11 +125,11 @@ pub async fn identify(
     }
 }
 
-async fn ready(
+async fn ready<T: TagReader, D: Databases, P: Persistence>(
     function: &'static str,
     event: &ResourceEvent,
     invocation: &Invocation,
-    lookup: &Lookup<'_>,
+    lookup: &Lookup<'_, T, D, P>,
 ) -> Result<Identified, HandlerError> {
     // A stale or forged `ready` for something that is not there, or not Crossplane's, is not
     // announced.
@@ -139,7 +139,7 @@ async fn ready(
     };
     let arn = resolved.arn.as_str();
     let born = if is_rds(arn) {
-        match rds::liveness(lookup.rds, arn).await? {
+        match lookup.rds.liveness(arn).await? {
             Liveness::Live(db) => db
                 .created_at
                 .ok_or_else(|| HandlerError::Permanent(format!("RDS does not say when {arn} was created")))?,
@@ -173,11 +173,11 @@ async fn ready(
     })))
 }
 
-async fn deleted(
+async fn deleted<T: TagReader, D: Databases, P: Persistence>(
     function: &'static str,
     event: &ResourceEvent,
     invocation: &Invocation,
-    lookup: &Lookup<'_>,
+    lookup: &Lookup<'_, T, D, P>,
 ) -> Result<Identified, HandlerError> {
     let resource = &event.resource;
     // Which lifetime was announced: by managed resource, or (an AWS event without Crossplane's
@@ -217,7 +217,7 @@ async fn deleted(
     }
     // The proof: the lifetime announced ready is gone or going.
     if is_rds(arn) {
-        if let Liveness::Live(db) = rds::liveness(lookup.rds, arn).await?
+        if let Liveness::Live(db) = lookup.rds.liveness(arn).await?
             && db.created_at.as_deref().map(normalise_time).as_deref() == Some(facts.born.as_str())
         {
             return not_announced(
@@ -284,7 +284,7 @@ impl Lifetime {
 
 /// Remembers what an announcement established: the lifetime announced ready (kept while the
 /// resource lives), or, once its deletion is announced, for as long as completed changes are.
-pub async fn after_announcing(change: &Change, lookup: &Lookup<'_>, expiry: &Expiry) -> Result<(), HandlerError> {
+pub async fn after_announcing<P: Persistence>(change: &Change, store: &P, expiry: &Expiry) -> Result<(), HandlerError> {
     let expires = match change.lifecycle {
         Lifecycle::Ready => None,
         Lifecycle::Deleted => Some(
@@ -311,13 +311,249 @@ pub async fn after_announcing(change: &Change, lookup: &Lookup<'_>, expiry: &Exp
     if let Some(namespace) = &resource.namespace {
         facts.insert("namespace".into(), namespace.clone());
     }
-    lookup
-        .store
+    store
         .remember(&fact_key(change.function, LIFETIME, &subject), &facts, expires)
         .await?;
-    lookup
-        .store
+    store
         .remember(&fact_key(change.function, LIFETIME_BY_ARN, arn), &facts, expires)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use common::aws::AwsError;
+    use common::idempotency::MemoryStore;
+    use common::intake::{Intake, read_payload};
+    use common::rds::LiveDatabase;
+    use common::resolve::{Scope, Tags};
+    use common::testing::{db_arn, ready_event, sample};
+    use serde_json::Value;
+    use tokio::time::Instant;
+
+    use super::*;
+
+    const ID: &str = "orders-db";
+
+    struct Fakes {
+        tags: HashMap<String, Tags>,
+        databases: Mutex<HashMap<String, Liveness>>,
+    }
+
+    impl TagReader for Fakes {
+        async fn tags_of(&self, arn: &str) -> Result<Option<Tags>, AwsError> {
+            Ok(self.tags.get(arn).cloned())
+        }
+        async fn find_by_tags(&self, _: &str, _: &[(&str, &str)]) -> Result<Vec<(String, Tags)>, AwsError> {
+            Ok(Vec::new())
+        }
+    }
+
+    impl Databases for Fakes {
+        async fn liveness(&self, arn: &str) -> Result<Liveness, AwsError> {
+            Ok(self
+                .databases
+                .lock()
+                .unwrap()
+                .get(arn)
+                .cloned()
+                .unwrap_or(Liveness::Gone))
+        }
+    }
+
+    fn database(born: &str, status: &str) -> LiveDatabase {
+        LiveDatabase {
+            arn: db_arn(ID),
+            status: Some(status.into()),
+            engine: None,
+            host: None,
+            port: None,
+            dbname: None,
+            username: None,
+            reader_host: None,
+            master_user_secret_arn: None,
+            created_at: Some(born.into()),
+        }
+    }
+
+    /// A managed database `orders-db` in team-a, born at `born`.
+    fn world(born: &str) -> Fakes {
+        let tags: Tags = [
+            ("crossplane-kind", "instance.rds.aws.m.upbound.io"),
+            ("crossplane-name", ID),
+            ("crossplane-namespace", "team-a"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Fakes {
+            tags: [(db_arn(ID), tags)].into(),
+            databases: Mutex::new([(db_arn(ID), Liveness::Live(database(born, "available")))].into()),
+        }
+    }
+
+    fn invocation() -> Invocation {
+        Invocation {
+            request_id: "r".into(),
+            scope: Scope {
+                account: common::testing::ACCOUNT.into(),
+                region: common::testing::REGION.into(),
+            },
+            deadline: Instant::now() + Duration::from_secs(30),
+            metrics: common::metrics::Metrics::new("slack-notifier", "r"),
+        }
+    }
+
+    fn event(value: &Value) -> ResourceEvent {
+        match read_payload(value.to_string().as_bytes()) {
+            Ok(Intake::Direct(mut events)) => events.remove(0),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn identify_with(fakes: &Fakes, store: &MemoryStore, value: &Value) -> Identified {
+        let lookup = Lookup {
+            tagging: fakes,
+            rds: fakes,
+            store,
+            guard: &Guard::default(),
+        };
+        identify("slack-notifier", &event(value), &invocation(), &lookup)
+            .await
+            .unwrap()
+    }
+
+    fn change(identified: Identified) -> Change {
+        match identified {
+            Identified::Change(change) => *change,
+            Identified::NotAnnounced(outcome) => panic!("not announced: {outcome:?}"),
+        }
+    }
+
+    fn not_announced(identified: Identified) -> Outcome {
+        match identified {
+            Identified::NotAnnounced(outcome) => outcome,
+            Identified::Change(change) => panic!("announced: {change:?}"),
+        }
+    }
+
+    fn deleted_event() -> Value {
+        let mut deleted = ready_event(ID);
+        deleted["tf"] = serde_json::json!({"action": "delete", "prev_input": null});
+        deleted
+    }
+
+    #[tokio::test]
+    async fn a_ready_is_one_lifetime_whatever_its_transition_time() {
+        let (fakes, store) = (world("2026-11-20T09:02:41Z"), MemoryStore::default());
+        let first = change(identify_with(&fakes, &store, &ready_event(ID)).await);
+        let mut flapped = ready_event(ID);
+        flapped["data"]["status"]["conditions"][0]["lastTransitionTime"] = "2026-12-01T00:00:00Z".into();
+        let again = change(identify_with(&fakes, &store, &flapped).await);
+        assert_eq!(first.key, again.key);
+        assert_eq!(first.born.as_deref(), Some("2026-11-20T09:02:41Z"));
+        let recreated = world("2026-12-02T10:00:00Z");
+        let second_life = change(identify_with(&recreated, &store, &ready_event(ID)).await);
+        assert_ne!(first.key, second_life.key, "a re-created database is another lifetime");
+    }
+
+    #[tokio::test]
+    async fn a_ready_for_a_gone_or_foreign_database_is_not_announced() {
+        let fakes = world("2026-11-20T09:02:41Z");
+        fakes.databases.lock().unwrap().clear();
+        let gone = not_announced(identify_with(&fakes, &MemoryStore::default(), &ready_event(ID)).await);
+        assert_eq!(gone.kind, OutcomeKind::Skipped);
+        let mut foreign = ready_event(ID);
+        foreign["data"]["metadata"]["namespace"] = "team-b".into();
+        foreign["subject"] = format!("/apis/rds.aws.m.upbound.io/v1beta1/namespaces/team-b/instances/{ID}").into();
+        let refused = not_announced(identify_with(&world("x"), &MemoryStore::default(), &foreign).await);
+        assert_eq!(refused.kind, OutcomeKind::Refused);
+    }
+
+    #[tokio::test]
+    async fn a_deletion_is_announced_only_for_a_remembered_lifetime_proven_gone() {
+        let born = "2026-11-20T09:02:41Z";
+        let (fakes, store) = (world(born), MemoryStore::default());
+        // Nothing remembered: not announced.
+        let unknown = not_announced(identify_with(&fakes, &store, &deleted_event()).await);
+        assert_eq!(unknown.kind, OutcomeKind::Skipped, "{unknown:?}");
+        let ready = change(identify_with(&fakes, &store, &ready_event(ID)).await);
+        after_announcing(&ready, &store, &Expiry::default()).await.unwrap();
+        // Remembered, but the lifetime is still live (a Ready flap's tf.action=delete).
+        let live = not_announced(identify_with(&fakes, &store, &deleted_event()).await);
+        assert!(
+            live.kind == OutcomeKind::Skipped && live.detail.contains("still exists"),
+            "{live:?}"
+        );
+        // Being deleted, gone, or replaced by another lifetime: announced, keyed by the lifetime.
+        for state in [
+            Liveness::GoingAway(database(born, "deleting")),
+            Liveness::Gone,
+            Liveness::Live(database("2026-12-02T10:00:00Z", "available")),
+        ] {
+            fakes.databases.lock().unwrap().insert(db_arn(ID), state);
+            let deletion = change(identify_with(&fakes, &store, &deleted_event()).await);
+            let (key, _) = change_key(
+                "slack-notifier",
+                &ready.resource.subject(),
+                Lifecycle::Deleted,
+                &format!("born={born}"),
+            );
+            assert_eq!(deletion.key, key);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_aws_deletion_event_finds_its_managed_resource_by_arn_or_is_refused() {
+        let (fakes, store) = (world("2026-11-20T09:02:41Z"), MemoryStore::default());
+        let mut rds_deleted = sample("eventbridge.rds-instance-deleted.json");
+        rds_deleted["detail"]["SourceArn"] = db_arn(ID).into();
+        let refused = not_announced(identify_with(&fakes, &store, &rds_deleted).await);
+        assert_eq!(
+            refused.kind,
+            OutcomeKind::Refused,
+            "never announced: nothing proves it is ours"
+        );
+        let ready = change(identify_with(&fakes, &store, &ready_event(ID)).await);
+        after_announcing(&ready, &store, &Expiry::default()).await.unwrap();
+        fakes.databases.lock().unwrap().clear();
+        let deletion = change(identify_with(&fakes, &store, &rds_deleted).await);
+        assert_eq!(
+            deletion.resource.subject(),
+            ready.resource.subject(),
+            "the identity comes from the memory"
+        );
+        assert_eq!(
+            deletion.key,
+            change(identify_with(&fakes, &store, &deleted_event()).await).key
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_episode_is_keyed_by_its_start() {
+        let (fakes, store) = (world("x"), MemoryStore::default());
+        let mut warning = sample("k8s-event-exporter.cannot-update.json");
+        warning["involvedObject"]["name"] = ID.into();
+        let first = change(identify_with(&fakes, &store, &warning).await);
+        warning["count"] = 9.into();
+        warning["lastTimestamp"] = "2026-11-21T16:00:00Z".into();
+        assert_eq!(change(identify_with(&fakes, &store, &warning).await).key, first.key);
+        let mut failed = sample("failed.namespaced.json");
+        failed["data"]["status"]["conditions"][1]["lastTransitionTime"] = "2026-11-21T15:02:10.000Z".into();
+        assert_eq!(
+            change(identify_with(&fakes, &store, &failed).await).key,
+            first.key,
+            "the same episode, at second precision"
+        );
+        warning["firstTimestamp"] = "2026-11-22T00:00:00Z".into();
+        assert_ne!(
+            change(identify_with(&fakes, &store, &warning).await).key,
+            first.key,
+            "a new episode"
+        );
+    }
 }

@@ -220,7 +220,8 @@ impl SlackNotifier {
         match ran {
             Ran::Acted { warning, .. } => {
                 let mut detail = format!("posted to Slack ({})", self.webhook_host().await);
-                if let Err(error) = change::after_announcing(&change, &lookup, &self.settings.idempotency.expiry).await
+                if let Err(error) =
+                    change::after_announcing(&change, lookup.store, &self.settings.idempotency.expiry).await
                 {
                     tracing::warn!(event = %event.id, error = %error, "announced, but the lifetime could not be remembered");
                     detail.push_str(&format!("; warning: the lifetime could not be remembered ({error})"));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::Client as SecretsClient;
 use common::HandlerError;
 use common::aws::AwsError;
+use common::cache::TtlCache;
 use common::metrics::{Metrics, SLACK_ANSWERS};
 use reqwest::{StatusCode, Url};
 use tokio::sync::Mutex;
@@ -76,8 +77,7 @@ pub struct WebhookSource {
     client: SecretsClient,
     secret_id: String,
     allowlist: Allowlist,
-    ttl: Duration,
-    cached: Mutex<Option<(Instant, Webhook)>>,
+    cached: TtlCache<Webhook>,
 }
 
 impl WebhookSource {
@@ -86,18 +86,15 @@ impl WebhookSource {
             client,
             secret_id,
             allowlist,
-            ttl,
-            cached: Mutex::new(None),
+            cached: TtlCache::new(ttl),
         }
     }
 
     pub async fn get(&self) -> Result<Webhook, HandlerError> {
-        let mut cached = self.cached.lock().await;
-        if let Some((at, webhook)) = cached.as_ref()
-            && at.elapsed() < self.ttl
-        {
-            return Ok(webhook.clone());
-        }
+        self.cached.get_or_load(|| self.load()).await
+    }
+
+    async fn load(&self) -> Result<Webhook, HandlerError> {
         let value = self
             .client
             .get_secret_value()
@@ -131,7 +128,6 @@ impl WebhookSource {
             .allowlist
             .check(&raw)
             .map_err(|why| HandlerError::Permanent(format!("webhook secret {}: {why}", self.secret_id)))?;
-        *cached = Some((Instant::now(), webhook.clone()));
         Ok(webhook)
     }
 }

@@ -17,9 +17,8 @@ use std::time::Duration;
 use aws_sdk_ssm::Client as SsmClient;
 use common::HandlerError;
 use common::aws::AwsError;
+use common::cache::TtlCache;
 use serde::Deserialize;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 use crate::TagSet;
 
@@ -90,30 +89,21 @@ impl PolicySource {
 #[derive(Debug)]
 pub struct CachedPolicy {
     source: PolicySource,
-    ttl: Duration,
-    cached: Mutex<Option<(Instant, Arc<TagPolicy>)>>,
+    cache: TtlCache<Arc<TagPolicy>>,
 }
 
 impl CachedPolicy {
     pub fn new(source: PolicySource, ttl: Duration) -> Self {
         Self {
             source,
-            ttl,
-            cached: Mutex::new(None),
+            cache: TtlCache::new(ttl),
         }
     }
 
     pub async fn get(&self) -> Result<Arc<TagPolicy>, HandlerError> {
-        // Held across the load, so concurrent events of a batch share one SSM call.
-        let mut cached = self.cached.lock().await;
-        if let Some((loaded_at, policy)) = cached.as_ref()
-            && loaded_at.elapsed() < self.ttl
-        {
-            return Ok(Arc::clone(policy));
-        }
-        let policy = Arc::new(self.source.load().await?);
-        *cached = Some((Instant::now(), Arc::clone(&policy)));
-        Ok(policy)
+        self.cache
+            .get_or_load(|| async { self.source.load().await.map(Arc::new) })
+            .await
     }
 }
 

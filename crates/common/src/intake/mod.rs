@@ -10,6 +10,8 @@ pub mod adapters;
 mod http;
 mod shapes;
 
+pub use shapes::{Structured, structured};
+
 use serde_json::Value;
 
 use crate::error::IntakeError;

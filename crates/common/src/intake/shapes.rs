@@ -12,8 +12,57 @@ use crate::model::{Lifecycle, ProfileEvent, ResourceEvent, Signal};
 /// The key the AWS provider's `Invocation` adds to the input in `CRUD` lifecycle scope.
 const INVOCATION_KEY: &str = "tf";
 
+/// A structured-mode CloudEvent, possibly the input of a Crossplane `Invocation`, validated as
+/// CloudEvents 1.0 (the first step for every payload with `specversion`), and whether the
+/// `Invocation` said it is being deleted.
+#[derive(Debug, Clone)]
+pub struct Structured {
+    pub event: Event,
+    pub deleting: bool,
+}
+
+/// Structured-mode CloudEvents: one object, or a JSON batch (an array) of them, each member
+/// valid or the whole refused, naming the member. The production path of every structured
+/// event and batch, and what the CloudEvents conformance suite runs.
+pub fn structured(value: &Value) -> Result<Vec<Structured>, IntakeError> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| structured_one(item).map_err(|e| e.within(&format!("[{i}]"))))
+            .collect(),
+        _ => structured_one(value).map(|one| vec![one]),
+    }
+}
+
+fn structured_one(value: &Value) -> Result<Structured, IntakeError> {
+    let Some(object) = value.as_object() else {
+        return Err(IntakeError::new(
+            "$",
+            format!("expected a CloudEvent object, found {}", cloudevent::json_kind(value)),
+        ));
+    };
+    let mut object = object.clone();
+    let deleting = match object.remove(INVOCATION_KEY) {
+        None => false,
+        Some(tf) => invocation_action(&tf)? == "delete",
+    };
+    let event = cloudevent::parse_event(&Value::Object(object))?;
+    Ok(Structured { event, deleting })
+}
+
+fn is_cloudevent(value: &Value) -> bool {
+    value.get("specversion").is_some()
+}
+
 pub(crate) fn events_from_value(value: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
     match value {
+        // A CloudEvents batch: validated as one, then each member read.
+        Value::Array(items) if !items.is_empty() && items.iter().all(is_cloudevent) => structured(value)?
+            .iter()
+            .enumerate()
+            .map(|(i, one)| from_structured(one).map_err(|e| e.within(&format!("[{i}]"))))
+            .collect(),
         Value::Array(items) => {
             let mut events = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -33,7 +82,7 @@ fn single(value: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
         ));
     };
     if object.contains_key("specversion") {
-        return structured_cloudevent(object).map(|e| vec![e]);
+        return structured(value)?.iter().map(from_structured).collect();
     }
     if object.contains_key("detail-type") && object.contains_key("detail") {
         return eventbridge(object);
@@ -57,16 +106,8 @@ fn single(value: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
     ))
 }
 
-/// A CloudEvent in structured JSON mode, possibly the input of a Crossplane `Invocation`.
-fn structured_cloudevent(object: &Map<String, Value>) -> Result<ResourceEvent, IntakeError> {
-    let mut object = object.clone();
-    let deleting = match object.remove(INVOCATION_KEY) {
-        None => false,
-        Some(tf) => invocation_action(&tf)? == "delete",
-    };
-    let event = cloudevent::parse_event(&Value::Object(object))?;
-    let signal_override = deleting.then_some(Signal::Delete);
-    from_cloudevent(&event, signal_override)
+fn from_structured(one: &Structured) -> Result<ResourceEvent, IntakeError> {
+    from_cloudevent(&one.event, one.deleting.then_some(Signal::Delete))
 }
 
 fn invocation_action(tf: &Value) -> Result<&str, IntakeError> {
