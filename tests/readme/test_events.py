@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from testbed import ROOT, sh, testbed
+from testbed import ROOT, own_testbed, sh
 
 EVENTS = ROOT / "events"
 EXPECTED = EVENTS / "EXPECTED.md"
@@ -33,7 +33,8 @@ def expected_table(text=None):
 def outcome(out):
     """What an invocation answered, as events/EXPECTED.md writes it."""
     if out.returncode != 0:
-        found = re.search(r'"?errorType"?\s*[:=]\s*"?(\w+)', out.stderr)
+        # cargo lambda invoke prints a function error as `Error: <errorType>` and its message.
+        found = re.search(r"^Error:\s+(\w+)", out.stderr, re.M)
         assert found, f"the invocation failed without an errorType:\n{out.stderr[-3000:]}"
         return found.group(1)
     answer = json.loads(out.stdout)
@@ -59,7 +60,7 @@ def test_the_outcome_reader_knows_every_shape():
     ok = subprocess.CompletedProcess([], 0, '{"handler": "tagger", "results": [{"outcome": "applied"}, {"outcome": "unchanged"}]}', "")
     assert outcome(ok) == "applied, unchanged"
     assert outcome(subprocess.CompletedProcess([], 0, '{"batchItemFailures": [{"itemIdentifier": "x"}]}', "")) == "batchItemFailures: 1"
-    failed = subprocess.CompletedProcess([], 1, "", 'Error: ... errorType: "InvalidEvent", errorMessage: "..."')
+    failed = subprocess.CompletedProcess([], 1, "", "Error: InvalidEvent\n  × id: is empty; it must be a non-empty string\n")
     assert outcome(failed) == "InvalidEvent"
 
 
@@ -67,7 +68,7 @@ def test_every_sample_through_cargo_lambda_for_each_function(tmp_path):
     table = expected_table()
     subprocess.run(["cargo", "build", "-q", "-p", "tagger", "-p", "secret-syncer", "-p", "slack-notifier"],
                    cwd=ROOT, check=True, timeout=1800)
-    with testbed(tmp_path / "bed") as env:
+    with own_testbed(tmp_path / "bed") as env:
         env["SLACK_MIN_INTERVAL_MS"] = "0"  # no pacing: only the order of the rows matters here
         port = sh(". tests/testbed/seed.sh && tests/testbed/watch.sh", env, check=True, timeout=600).stdout.strip()
 

@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 import readme
-from testbed import ROOT, Background, exclusive_port, sh, testbed, user_env
+from testbed import ROOT, Background, exclusive_port, own_testbed, sh, user_env
 
 FUNCTIONS = ("tagger", "secret-syncer", "slack-notifier")
 ORDERS_DB = "arn:aws:rds:us-east-1:123456789012:db:orders-db"
@@ -140,7 +140,7 @@ def test_the_readme_commands_run_as_written(tmp_path):
             urllib.request.urlopen(moto, timeout=5)
 
         # make watch AWS=1: the caller's AWS environment (here: a test bed of this test's own).
-        with testbed(tmp_path / "aws") as caller:
+        with own_testbed(tmp_path / "aws") as caller:
             sh("tests/testbed/aws.py create-instance orders-db", caller, check=True)
             ran.append("make watch AWS=1")
             watch = Background("make watch AWS=1", caller, tmp_path / "make-watch-aws.log")
@@ -156,7 +156,7 @@ def test_the_readme_commands_run_as_written(tmp_path):
     oneliner = run(RUN[9], timeout=600)
     assert '"outcome": "applied"' in oneliner.stdout.replace('":"', '": "'), oneliner.stdout + oneliner.stderr
 
-    with testbed(tmp_path / "deploy") as aws:
+    with own_testbed(tmp_path / "deploy") as aws:
         out = run("make deploy", env=aws, timeout=3600)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         lam = check_deployed(aws)

@@ -24,7 +24,7 @@ def user_env(**extra):
 
 
 @contextlib.contextmanager
-def testbed(directory):
+def own_testbed(directory):
     """Starts a test bed of its own in `directory`, yields its environment, stops it."""
     env = user_env(TESTBED_DIR=str(directory))
     try:
