@@ -66,14 +66,14 @@ class Background:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"`{self.command}` exited {self.process.returncode}:\n{self.output()}")
+                raise AssertionError(f"`{self.command}` exited {self.process.returncode}:\n{self.output()[-6000:]}")
             if listening(port):
                 return
             time.sleep(0.2)
-        raise AssertionError(f"`{self.command}` did not listen on {port} within {timeout} s:\n{self.output()}")
+        raise AssertionError(f"`{self.command}` did not listen on {port} within {timeout} s:\n{self.output()[-6000:]}")
 
     def output(self):
-        return self.log.read_text()[-6000:]
+        return self.log.read_text()
 
     def stop(self):
         """SIGINT to the whole group, as Ctrl-C does; returns once everything in it has exited."""
