@@ -7,6 +7,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 address=${1:?usage: local-watch.sh ADDRESS PORT}
 port=${2:?usage: local-watch.sh ADDRESS PORT}
+# Only the test bed's credentials: a profile or session token of the caller's must not leak in.
+unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN
 # shellcheck source=seed.sh
 . "$here/seed.sh"
 cat >&2 <<INFO
