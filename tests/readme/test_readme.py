@@ -3,10 +3,13 @@ either runs here exactly as written, against the local test bed, or is in ALLOWE
 it cannot. A command added to the README that is neither fails `test_every_readme_command_is_run_or_allowed`;
 an ALLOWED or RUN entry the README no longer shows fails it too. Run by `make test`."""
 import json
+import os
 import re
 import subprocess
 import tomllib
 import urllib.request
+import zipfile
+from pathlib import Path
 
 import boto3
 import pytest
@@ -92,7 +95,9 @@ def test_commands_of_make_targets_are_what_they_run(command, target):
 
 def result(out):
     assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return json.loads(out.stdout.strip().splitlines()[-1])  # after the command make echoes
+    answers = [line for line in out.stdout.splitlines() if line.startswith("{")]  # not make's echo
+    assert len(answers) == 1, out.stdout
+    return json.loads(answers[0])
 
 
 def sink_messages(url):
@@ -169,8 +174,11 @@ def test_the_readme_commands_run_as_written(tmp_path):
         check_deployed(aws)
         after = lam.get_function(FunctionName="crossplane-lambda-tagger")["Configuration"]
         assert before["MemorySize"] == 128 and after["FunctionArn"] == before["FunctionArn"]
-    zips = run("make package", timeout=3600)
+    zips = run("make package", timeout=3600)  # the zips make deploy built: reused, not rebuilt
     assert zips.returncode == 0, zips.stderr[-3000:]
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    for function in FUNCTIONS:
+        assert zipfile.ZipFile(target / "lambda" / function / "bootstrap.zip").namelist() == ["bootstrap"]
 
     demo = run("make demo", timeout=1800)
     assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]

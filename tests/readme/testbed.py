@@ -12,8 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "tests" / "testbed"
-# What the test bed (run.sh, start.sh) exports: a user's terminal has none of it.
-TESTBED_VARIABLES = re.compile(r"^(AWS_\w+|TESTBED_DIR|SLACK_SINK_URL)$")
+# What the test bed (run.sh, start.sh) and an outer make (make test) export: a user's terminal
+# has none of it.
+TESTBED_VARIABLES = re.compile(r"^(AWS_\w+|TESTBED_DIR|SLACK_SINK_URL|MAKELEVEL|MAKEFLAGS|MFLAGS|MAKEOVERRIDES)$")
 
 
 def user_env(**extra):
