@@ -8,6 +8,10 @@ FUNCTION ?= tagger
 EVENT ?= events/ready.namespaced.json
 TESTBED := tests/testbed
 CARGO_LAMBDA := .venv/bin/cargo-lambda lambda
+# Where `make watch` serves the functions and `make invoke` sends events: one address for both
+# (cargo lambda's own defaults differ: watch binds [::], invoke sends to [::1]).
+WATCH_ADDRESS := 127.0.0.1
+WATCH_PORT := 9000
 
 .PHONY: all build test lint demo package deploy publish invoke watch setup clean
 
@@ -24,10 +28,10 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 ## The whole test suite: formatting, clippy, then every test (unit, moto integration,
-## cargo lambda end to end, infra/ against the CRD schemas) inside the test bed, which is
-## stopped afterwards in any case.
+## cargo lambda end to end, infra/ against the CRD schemas, the README's commands and the
+## samples of events/ through cargo lambda) inside the test bed, which is stopped afterwards in any case.
 test: setup lint
-	$(TESTBED)/run.sh sh -c 'cargo test --workspace && .venv/bin/python -m pytest tests/infra -q' 
+	$(TESTBED)/run.sh sh -c 'cargo test --workspace && .venv/bin/python -m pytest tests/infra tests/readme -q'
 
 ## The main job on local defaults: moto as AWS, the tagger through cargo lambda.
 demo: setup
@@ -49,12 +53,20 @@ ARTIFACT_BUCKET ?= crossplane-lambda-artifacts
 publish: package
 	.venv/bin/python infra/publish.py --bucket $(ARTIFACT_BUCKET)
 
-## make invoke FUNCTION=tagger EVENT=events/sqs.batch.json  (against a running `make watch`)
+## make invoke FUNCTION=tagger EVENT=events/sqs.batch.json  (against a running `make watch`;
+## with no arguments: the tagger with events/ready.namespaced.json)
 invoke:
-	timeout 120 $(CARGO_LAMBDA) invoke $(FUNCTION) --data-file $(EVENT)
+	timeout 300 $(CARGO_LAMBDA) invoke $(FUNCTION) -A $(WATCH_ADDRESS) -P $(WATCH_PORT) --data-file $(EVENT)
 
+## cargo lambda watch on 127.0.0.1:9000, all three functions, until Ctrl-C. By default inside the
+## local test bed (moto as AWS, the Slack sink), seeded as the demo is (tests/testbed/local-watch.sh);
+## `make watch AWS=1` uses your own AWS environment (credentials, region, the functions' settings).
 watch: setup
-	$(CARGO_LAMBDA) watch --invoke-address 127.0.0.1
+ifdef AWS
+	$(TESTBED)/watch.sh --foreground $(WATCH_ADDRESS) $(WATCH_PORT)
+else
+	$(TESTBED)/run.sh $(TESTBED)/local-watch.sh $(WATCH_ADDRESS) $(WATCH_PORT)
+endif
 
 clean:
 	cargo clean

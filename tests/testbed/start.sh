@@ -20,7 +20,9 @@ wait_tcp() { # port pid name
 }
 
 moto_port=$(free_port)
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > "$dir/moto.log" 2>&1 &
+# AWS managed policies exist in every account (cargo lambda deploy attaches
+# AWSLambdaBasicExecutionRole to the role it creates); moto loads them only when asked.
+MOTO_IAM_LOAD_MANAGED_POLICIES=true "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > "$dir/moto.log" 2>&1 &
 moto_pid=$!
 echo "$moto_pid" > "$dir/moto.pid"
 slack_port=$(free_port)
