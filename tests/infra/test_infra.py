@@ -1,5 +1,6 @@
 """tests/infra: the manifests of infra/ against the real CRD schemas, their references, the
-IAM policies against the functions' code, and the Composition's templates rendered with a
+IAM policies against the functions' code, the alarms and the dashboard against the metrics the
+code emits, and the Composition's templates rendered with a
 sample observed RDS instance, with hostile claim values, and through a Ready flap. Run by
 `make test` (pytest, in the project's .venv)."""
 import copy
@@ -132,6 +133,184 @@ def test_a_policy_that_drifts_from_the_code_fails(docs):
         '("DynamoDB.GetItem", &["dynamodb:GetItem"]),\n    ("DynamoDB.Query", &["dynamodb:Query"]),')
     assert "crossplane-lambda-slack-notifier: the code calls dynamodb:Query but the policy does not grant it" \
         in v.check_policies(docs, {"slack-notifier": source})
+
+
+# --- alarms and the dashboard against the code's metrics ----------------------------------------
+
+def test_the_observability_manifests_cover_the_design(docs):
+    kinds = {(d.api_version.split("/")[0], d.kind) for d in docs}
+    for expected in [("cloudwatch.aws.m.upbound.io", "MetricAlarm"), ("cloudwatch.aws.m.upbound.io", "Dashboard"),
+                     ("sns.aws.m.upbound.io", "Topic"), ("sns.aws.m.upbound.io", "TopicSubscription")]:
+        assert expected in kinds, expected
+    # The parser reads what the code emits (else every comparison below would be vacuous).
+    emitted = v.emitted_metrics()
+    assert emitted.namespace == "CrossplaneLambda"
+    assert emitted.dimensions["Events"] == {frozenset({"Function", "Lifecycle", "Kind", "Outcome"})}
+    assert emitted.dimensions["AwsThrottles"] == {frozenset({"Function", "Operation"})}
+    assert emitted.dimensions["SlackAnswers"] == {frozenset({"Function", "Class"})}
+    assert emitted.units["HandlerLatency"] == "Milliseconds"
+    assert {"refused", "duplicate"} <= emitted.values["Outcome"]
+    assert {"server_error", "client_error", "unreachable", "uncertain"} <= emitted.values["Class"]
+    assert "DynamoDB.PutItem" in emitted.values["Operation"]
+
+
+def test_alarms_and_the_dashboard_name_only_metrics_the_code_emits(docs):
+    assert v.check_metrics(docs) == []
+    # And the dashboard shows every metric the code emits.
+    dashboard = next(d for d in docs if d.kind == "Dashboard")
+    shown = {u.metric for u in v.dashboard_uses(dashboard)[0] if u.namespace == "CrossplaneLambda"}
+    assert shown == set(v.emitted_metrics().units)
+
+
+def test_the_alarms_cover_the_design_and_notify_the_topic(docs):
+    assert v.check_alarms(docs) == []
+    assert len([d for d in docs if d.kind == "MetricAlarm"]) == 15
+
+
+def _with_body(body, change):
+    """A Dashboard body changed by `change` (on the parsed JSON)."""
+    parsed = json.loads(body["spec"]["forProvider"]["dashboardBody"])
+    change(parsed)
+    body["spec"]["forProvider"]["dashboardBody"] = json.dumps(parsed)
+
+
+def _set_query(old, new):
+    def change(body):
+        query = body["spec"]["forProvider"]["metricQuery"][0]
+        assert old in query["expression"]
+        query["expression"] = query["expression"].replace(old, new)
+    return change
+
+
+def test_a_metric_the_code_does_not_emit_fails(docs):
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-tagger-refused",
+                           _set_query('SUM("Events")', 'SUM("Event")'))
+    assert any("Event is not a metric the code emits" in p for p in v.check_metrics(broken))
+    assert "no alarm on events tagger refused" in v.check_alarms(broken)
+
+    # A dimension set the code does not emit (CloudWatch matches only the whole set).
+    def drop_kind(body):
+        widget = next(w for w in body["widgets"] if w["properties"].get("title") == "tagger: events by lifecycle and outcome")
+        row = widget["properties"]["metrics"][0][0]
+        row["expression"] = row["expression"].replace("{CrossplaneLambda,Function,Kind,", "{CrossplaneLambda,Function,")
+    broken, _ = _copy_with(docs, "Dashboard", "crossplane-lambda", lambda b: _with_body(b, drop_kind))
+    assert any("Events with dimensions {Function, Lifecycle, Outcome}: the code emits it with "
+               "{Function, Kind, Lifecycle, Outcome}" in p for p in v.check_metrics(broken))
+
+    # A dimension value the code never emits.
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-secret-syncer-refused",
+                           _set_query("'refused'", "'refuse'"))
+    assert any("Outcome 'refuse' is not a value the code emits" in p for p in v.check_metrics(broken))
+
+    def slack_class(body):
+        body["spec"]["forProvider"]["metricQuery"][0]["metric"]["dimensions"]["Class"] = "server-error"
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-slack-notifier-delivery-failures", slack_class)
+    assert any("Class 'server-error' is not a value the code emits" in p for p in v.check_metrics(broken))
+    assert "no alarm on Slack answers of class server_error" in v.check_alarms(broken)
+
+
+def test_an_alarm_cloudwatch_would_not_take_fails(docs, crds):
+    # FUNCTION is a reserved word of Metrics Insights: unquoted, the query does not parse there.
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-tagger-permanent-failures",
+                           _set_query('"Function" = ', "Function = "))
+    assert any("the identifier Function must be double-quoted" in p for p in v.check_metrics(broken))
+    def search(body):
+        body["spec"]["forProvider"]["metricQuery"][0]["expression"] = \
+            "SEARCH('{CrossplaneLambda,Function,Kind,Lifecycle,Outcome} MetricName=\"Events\" Outcome=\"refused\"', 'Sum', 300)"
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-tagger-refused", search)
+    assert any("SEARCH is not allowed in an alarm" in p for p in v.check_metrics(broken))
+
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-tagger-refused",
+                           _set_query("AND \"Outcome\" = 'refused'", "AND \"Outcome\" = 'refused' GROUP BY \"Kind\""))
+    assert any("must return one time series (no GROUP BY)" in p for p in v.check_metrics(broken))
+
+    def math(body):
+        body["spec"]["forProvider"]["metricQuery"][-1]["expression"] = "SUM(FILL([server_error, client_eror], 0))"
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-slack-notifier-delivery-failures", math)
+    assert any("names client_eror, which is not a query of this alarm" in p for p in v.check_metrics(broken))
+
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-tagger-errors",
+                           lambda b: b["spec"]["forProvider"].pop("evaluationPeriods"))
+    assert any("forProvider.evaluationPeriods is a required parameter" in p for p in problems_of(broken, crds))
+
+
+def test_when_the_code_changes_its_metrics_the_check_fails(docs):
+    # A dimension renamed in the code: every alarm and widget naming the old set fails.
+    runtime = (v.ROOT / "crates/common/src/runtime.rs").read_text()
+    assert '&[("Outcome", outcome.kind.as_str())]' in runtime
+    renamed = runtime.replace('&[("Outcome", outcome.kind.as_str())]', '&[("Result", outcome.kind.as_str())]')
+    problems = v.check_metrics(docs, {"crates/common/src/runtime.rs": renamed})
+    assert any("Events with dimensions {Function, Kind, Lifecycle, Outcome}: the code emits it with "
+               "{Function, Kind, Lifecycle, Result}" in p for p in problems)
+    # A metric renamed in the code.
+    metrics = (v.ROOT / v.METRICS_RS).read_text()
+    renamed = metrics.replace('pub const SLACK_ANSWERS: &str = "SlackAnswers";',
+                              'pub const SLACK_ANSWERS: &str = "SlackReplies";')
+    assert any("SlackAnswers is not a metric the code emits" in p
+               for p in v.check_metrics(docs, {v.METRICS_RS: renamed}))
+    # A new way for a Slack post to fail: the alarm must cover it.
+    webhook = (v.ROOT / "crates/slack-notifier/src/webhook.rs").read_text()
+    assert 'answered("server_error");' in webhook
+    more = webhook.replace('answered("server_error");', 'answered(if slow { "timeout" } else { "server_error" });')
+    assert "no alarm on Slack answers of class timeout" in v.check_alarms(docs, {"crates/slack-notifier/src/webhook.rs": more})
+    # A metric in METRICS that no call records.
+    unused = metrics.replace("    (SLACK_ANSWERS, Unit::Count),\n", "    (SLACK_ANSWERS, Unit::Count),\n    (DRIFTED, Unit::Count),\n")
+    unused = unused.replace('pub const SLACK_ANSWERS: &str = "SlackAnswers";',
+                            'pub const SLACK_ANSWERS: &str = "SlackAnswers";\npub const DRIFTED: &str = "Drifted";')
+    assert f"{v.METRICS_RS}: Drifted is in METRICS, but no call records it" in v.check_metrics(docs, {v.METRICS_RS: unused})
+
+
+def test_a_function_or_queue_infra_does_not_define_fails(docs):
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-tagger-errors",
+                           lambda b: b["spec"]["forProvider"]["dimensions"].__setitem__("FunctionName", "crossplane-lambda-tager"))
+    assert any("FunctionName crossplane-lambda-tager, which infra/ does not define" in p for p in v.check_metrics(broken))
+    assert "no alarm on Errors of crossplane-lambda-tagger" in v.check_alarms(broken)
+
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-events-dlq-visible",
+                           lambda b: b["spec"]["forProvider"]["dimensions"].__setitem__("QueueName", "crossplane-lambda-dlq"))
+    assert any("QueueName crossplane-lambda-dlq, which infra/ does not define" in p for p in v.check_metrics(broken))
+    assert "no alarm on the dead-letter queue crossplane-lambda-events-dlq" in v.check_alarms(broken)
+
+    # A dead-letter queue without its alarm (and the dashboard's alarm list naming it).
+    broken = [d for d in docs if d.name != "crossplane-lambda-failed-invocations-visible"]
+    assert "no alarm on the dead-letter queue crossplane-lambda-failed-invocations" in v.check_alarms(broken)
+    assert any("alarm arn:aws:cloudwatch:us-east-1:123456789012:alarm:crossplane-lambda-failed-invocations-visible, "
+               "which infra/ does not define" in p for p in v.check_metrics(broken))
+
+    def log_group(body):
+        widget = next(w for w in body["widgets"] if w["type"] == "log")
+        widget["properties"]["query"] = widget["properties"]["query"].replace("crossplane-lambda-tagger'", "tagger'")
+    broken, _ = _copy_with(docs, "Dashboard", "crossplane-lambda", lambda b: _with_body(b, log_group))
+    assert any("log group /aws/lambda/tagger, which infra/ does not define" in p for p in v.check_metrics(broken))
+
+
+def test_an_alarm_that_tells_no_one_fails(docs):
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-tagger-refused",
+                           lambda b: b["spec"]["forProvider"].__setitem__(
+                               "alarmActions", ["arn:aws:sns:us-east-1:123456789012:someone-else"]))
+    assert any("alarmActions ['arn:aws:sns:us-east-1:123456789012:someone-else'], not "
+               "[arn:aws:sns:us-east-1:123456789012:crossplane-lambda-alarms]" in p for p in v.check_alarms(broken))
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-tagger-refused",
+                           lambda b: b["spec"]["forProvider"].pop("alarmActions"))
+    assert any("alarmActions None, not" in p for p in v.check_alarms(broken))
+
+    # alarmActionsRefs looks like the way to name the topic, but it resolves autoscaling Policies.
+    def refs(body):
+        body["spec"]["forProvider"].pop("alarmActions")
+        body["spec"]["forProvider"]["alarmActionsRefs"] = [{"name": "crossplane-lambda-alarms"}]
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-tagger-refused", refs)
+    assert any("alarmActionsRefs selects autoscaling Policies, not the topic" in p for p in v.check_alarms(broken))
+    assert any("alarmActionsRefs: a reference field tests/infra does not know" in p for p in v.check_references(broken))
+
+    # An alarm the topic's policy would not let publish: its notifications would be dropped.
+    broken, _ = _copy_with(docs, "MetricAlarm", "crossplane-lambda-tagger-refused",
+                           lambda b: b["metadata"].__setitem__("name", "tagger-refused"))
+    assert any("the topic's policy does not let arn:aws:cloudwatch:us-east-1:123456789012:alarm:tagger-refused publish"
+               in p for p in v.check_alarms(broken))
+
+    broken, _ = _copy_with(docs, "TopicSubscription", "crossplane-lambda-alarms-oncall",
+                           lambda b: b["spec"]["forProvider"]["topicArnRef"].__setitem__("name", "alarms"))
+    assert any("Topic alarms, which infra/ does not define" in p for p in v.check_references(broken))
 
 
 # --- the Composition's templates, rendered ------------------------------------------------------
