@@ -31,7 +31,7 @@ lint:
 ## cargo lambda end to end, infra/ against the CRD schemas, the README's commands and the
 ## samples of events/ through cargo lambda) inside the test bed, which is stopped afterwards in any case.
 test: setup lint
-	$(TESTBED)/run.sh sh -c 'cargo test --workspace && .venv/bin/python -m pytest tests/infra tests/readme -q'
+	$(TESTBED)/run.sh sh -c 'cargo test --workspace && .venv/bin/python -m pytest tests/infra tests/repo tests/readme -q'
 
 ## The main job on local defaults: moto as AWS, the tagger through cargo lambda.
 demo: setup
