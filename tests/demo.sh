@@ -100,3 +100,25 @@ slack
 
 say "The function's structured log lines (one per decision)"
 grep '"message":"decision"' "$TESTBED_DIR/watch.log" | tail -4 || true
+
+say "The metrics the demo produced (CloudWatch EMF documents among the logs, one set per invocation)"
+"$root/.venv/bin/python" - "$TESTBED_DIR/watch.log" <<'PY'
+import collections, json, sys
+counts = collections.Counter()
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        continue
+    if not isinstance(doc, dict) or "_aws" not in doc:
+        continue
+    for metric, label in (("Events", "Outcome"), ("EventErrors", "ErrorType"), ("SlackAnswers", "Class")):
+        if metric in doc:
+            values = doc[metric] if isinstance(doc[metric], list) else [doc[metric]]
+            counts[(doc["Function"], f"{metric} {doc[label]}")] += int(sum(values))
+print(f"{'function':<16} {'metric':<32} count")
+for (function, metric), n in sorted(counts.items()):
+    print(f"{function:<16} {metric:<32} {n}")
+if not counts:
+    sys.exit("no EMF documents in the function's output")
+PY

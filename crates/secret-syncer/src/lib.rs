@@ -225,6 +225,7 @@ impl SecretSyncer {
             );
         }
         let write = Write {
+            event: &event.id,
             arn,
             subject: resolved.resource.subject(),
             secret_name: secret_name.as_deref(),
@@ -254,6 +255,7 @@ impl SecretSyncer {
     /// then writes only the difference.
     async fn plan_and_apply(&self, write: &Write<'_>, invocation: &Invocation) -> Result<Outcome, AwsError> {
         let Write {
+            event,
             arn,
             subject,
             secret_name,
@@ -306,6 +308,7 @@ impl SecretSyncer {
                 kms_key_id: self.settings.secret_kms_key_id.clone(),
                 subject: subject.clone(),
                 source_arn: arn.to_string(),
+                description: written_by(subject, event),
             };
             if secrets::apply(&self.secrets, &target, plan, &content).await? {
                 let verb = if *plan == SecretPlan::Create {
@@ -324,6 +327,7 @@ impl SecretSyncer {
                 plan,
                 subject,
                 arn,
+                &written_by(subject, event),
                 self.settings.parameter_kms_key_id.as_deref(),
             )
             .await?;
@@ -497,8 +501,19 @@ impl SecretSyncer {
     }
 }
 
+/// The description a written target carries: whose details, and the event that wrote them
+/// (so a write found in AWS leads back to the change that caused it). SSM allows 1,024
+/// characters; an event id is cut to fit.
+fn written_by(subject: &str, event: &str) -> String {
+    let event: String = event.chars().take(200).collect();
+    let subject: String = subject.chars().take(700).collect();
+    format!("Connection details of {subject}, written by crossplane-lambda secret-syncer for event {event}")
+}
+
 /// What one sync writes.
 struct Write<'a> {
+    /// The event that caused the write: recorded in each target's description.
+    event: &'a str,
     arn: &'a str,
     subject: String,
     secret_name: Option<&'a str>,

@@ -124,6 +124,7 @@ pub async fn apply(
     plan: &ParametersPlan,
     subject: &str,
     source_arn: &str,
+    description: &str,
     kms_key_id: Option<&str>,
 ) -> Result<usize, AwsError> {
     for parameter in &plan.writes {
@@ -131,6 +132,7 @@ pub async fn apply(
             .put_parameter()
             .name(&parameter.name)
             .value(parameter.value.expose())
+            .description(description)
             .r#type(if parameter.secure {
                 ParameterType::SecureString
             } else {

@@ -171,6 +171,8 @@ pub struct SecretTarget {
     pub kms_key_id: Option<String>,
     pub subject: String,
     pub source_arn: String,
+    /// Whose details, and the event that wrote them.
+    pub description: String,
 }
 
 pub async fn apply(
@@ -186,10 +188,7 @@ pub async fn apply(
             client
                 .create_secret()
                 .name(&target.name)
-                .description(format!(
-                    "Connection details of {} (written by crossplane-lambda secret-syncer)",
-                    target.subject
-                ))
+                .description(&target.description)
                 .secret_string(content.expose())
                 .client_request_token(request_token(content, None))
                 .set_kms_key_id(target.kms_key_id.clone())

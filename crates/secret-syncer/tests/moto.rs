@@ -578,3 +578,35 @@ async fn concurrent_first_syncs_converge_without_a_permanent_failure() {
     assert_eq!(parameters(&format!("/crossplane/team-a/{id}")).await.len(), 8);
     counter.assert_all_declared();
 }
+
+/// Issue 13: a write found in AWS leads back to the change that caused it: every target the
+/// sync writes names the event in its description.
+#[tokio::test]
+async fn every_write_names_the_event_that_caused_it() {
+    let sdk = moto_config().await;
+    let id = "ss-attributed";
+    create_instance(&sdk, id, &[], Managed::Namespaced).await;
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
+    let syncer = syncer(settings(), &counter).await;
+    let event = ready_event(id);
+    let event_id = event["id"].as_str().unwrap().to_string();
+    assert_eq!(run(&syncer, &event).await.0, "applied");
+    let described = secrets_client()
+        .await
+        .describe_secret()
+        .secret_id(format!("crossplane/team-a/{id}/connection"))
+        .send()
+        .await
+        .unwrap();
+    assert!(described.description().unwrap_or_default().contains(&event_id), "{described:?}");
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let history = ssm
+        .get_parameter_history()
+        .name(format!("/crossplane/team-a/{id}/host"))
+        .send()
+        .await
+        .unwrap();
+    let description = history.parameters().last().and_then(|p| p.description()).unwrap_or_default();
+    assert!(description.contains(&event_id), "{description}");
+    counter.assert_all_declared();
+}
