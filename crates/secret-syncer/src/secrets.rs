@@ -111,6 +111,98 @@ impl SecretPlan {
 }
 
 /// Plans the write of `content` for the database `source_arn`.
+/// The secret at a target name, as read: the inputs of [`decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretState {
+    Absent,
+    NotOwned(String),
+    /// Ours; `value` (with its version) is read unless the secret is scheduled for deletion.
+    Ours {
+        recorded_arn: Option<String>,
+        scheduled_for_deletion: bool,
+        current_version: Option<String>,
+        value: Option<(Secret, Option<String>)>,
+    },
+}
+
+/// Reads what [`decide`] needs: one `DescribeSecret`, and the value of a secret of ours that is
+/// not scheduled for deletion.
+pub async fn read(client: &SecretsClient, name: &str, subject: &str) -> Result<SecretState, AwsError> {
+    let (described, recorded_arn) = match describe_ours(client, name, subject).await? {
+        Described::Absent => return Ok(SecretState::Absent),
+        Described::NotOwned(why) => return Ok(SecretState::NotOwned(why)),
+        Described::Ours {
+            described,
+            recorded_arn,
+        } => (described, recorded_arn),
+    };
+    let current_version = described.version_ids_to_stages().and_then(|versions| {
+        versions
+            .iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+            .map(|(id, _)| id.clone())
+    });
+    let scheduled_for_deletion = described.deleted_date().is_some();
+    let value = if scheduled_for_deletion {
+        None
+    } else {
+        let value = client
+            .get_secret_value()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetSecretValue", &e))?;
+        Some((
+            Secret::new(value.secret_string().unwrap_or_default()),
+            value.version_id().map(str::to_string),
+        ))
+    };
+    Ok(SecretState::Ours {
+        recorded_arn,
+        scheduled_for_deletion,
+        current_version,
+        value,
+    })
+}
+
+/// What writing `content` for the database `source_arn` takes, given what is there. Pure.
+pub fn decide(state: &SecretState, source_arn: &str, content: &Secret) -> SecretPlan {
+    let SecretState::Ours {
+        recorded_arn,
+        scheduled_for_deletion,
+        current_version,
+        value,
+    } = state
+    else {
+        return match state {
+            SecretState::NotOwned(why) => SecretPlan::NotOwned(why.clone()),
+            _ => SecretPlan::Create,
+        };
+    };
+    let retag = recorded_arn.as_deref() != Some(source_arn);
+    let other = recorded_arn.clone().filter(|r| r != source_arn);
+    match value {
+        Some((current, _)) if !scheduled_for_deletion && current == content => {
+            // The document names its database: equal content means it was written for this one.
+            if retag {
+                SecretPlan::RecordSource
+            } else {
+                SecretPlan::Unchanged
+            }
+        }
+        _ => SecretPlan::Update {
+            previous: value
+                .as_ref()
+                .and_then(|(_, version)| version.clone())
+                .or_else(|| current_version.clone()),
+            restore: *scheduled_for_deletion,
+            recorded_arn: other,
+            retag,
+        },
+    }
+}
+
+/// Plans the write of `content` for the database `source_arn`: [`read`], then [`decide`].
 pub async fn plan(
     client: &SecretsClient,
     name: &str,
@@ -118,50 +210,7 @@ pub async fn plan(
     source_arn: &str,
     content: &Secret,
 ) -> Result<SecretPlan, AwsError> {
-    let (described, recorded) = match describe_ours(client, name, subject).await? {
-        Described::Absent => return Ok(SecretPlan::Create),
-        Described::NotOwned(why) => return Ok(SecretPlan::NotOwned(why)),
-        Described::Ours {
-            described,
-            recorded_arn,
-        } => (described, recorded_arn),
-    };
-    let retag = recorded.as_deref() != Some(source_arn);
-    let other = recorded.filter(|r| r != source_arn);
-    let current_version = described.version_ids_to_stages().and_then(|versions| {
-        versions
-            .iter()
-            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
-            .map(|(id, _)| id.clone())
-    });
-    if described.deleted_date().is_some() {
-        return Ok(SecretPlan::Update {
-            previous: current_version,
-            restore: true,
-            recorded_arn: other,
-            retag,
-        });
-    }
-    let value = client
-        .get_secret_value()
-        .secret_id(name)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("GetSecretValue", &e))?;
-    if value.secret_string() == Some(content.expose()) {
-        // The document names its database: equal content means it was written for this one.
-        return Ok(if retag {
-            SecretPlan::RecordSource
-        } else {
-            SecretPlan::Unchanged
-        });
-    }
-    Ok(SecretPlan::Update {
-        previous: value.version_id().map(str::to_string).or(current_version),
-        restore: false,
-        recorded_arn: other,
-        retag,
-    })
+    Ok(decide(&read(client, name, subject).await?, source_arn, content))
 }
 
 /// Where and how to write the secret.
@@ -284,6 +333,71 @@ pub async fn schedule_delete(client: &SecretsClient, name: &str, recovery_days: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ARN: &str = "arn:aws:rds:us-east-1:123456789012:db:orders";
+    const OTHER: &str = "arn:aws:rds:us-east-1:123456789012:db:orders-old";
+
+    fn ours(recorded: Option<&str>, scheduled: bool, value: Option<&str>) -> SecretState {
+        SecretState::Ours {
+            recorded_arn: recorded.map(str::to_string),
+            scheduled_for_deletion: scheduled,
+            current_version: Some("v-current".into()),
+            value: value.map(|v| (Secret::new(v), Some("v-read".into()))),
+        }
+    }
+
+    #[test]
+    fn every_decision_of_the_secret_plan() {
+        let content = Secret::new("doc");
+        let update = |previous: &str, restore, recorded: Option<&str>, retag| SecretPlan::Update {
+            previous: Some(previous.into()),
+            restore,
+            recorded_arn: recorded.map(str::to_string),
+            retag,
+        };
+        let cases = [
+            ("nothing there", SecretState::Absent, SecretPlan::Create),
+            (
+                "someone else's",
+                SecretState::NotOwned("it belongs to x".into()),
+                SecretPlan::NotOwned("it belongs to x".into()),
+            ),
+            ("current", ours(Some(ARN), false, Some("doc")), SecretPlan::Unchanged),
+            (
+                "current, unrecorded",
+                ours(None, false, Some("doc")),
+                SecretPlan::RecordSource,
+            ),
+            (
+                "changed",
+                ours(Some(ARN), false, Some("old")),
+                update("v-read", false, None, false),
+            ),
+            (
+                "changed, unrecorded",
+                ours(None, false, Some("old")),
+                update("v-read", false, None, true),
+            ),
+            (
+                "written for another database",
+                ours(Some(OTHER), false, Some("old")),
+                update("v-read", false, Some(OTHER), true),
+            ),
+            (
+                "scheduled for deletion",
+                ours(Some(ARN), true, None),
+                update("v-current", true, None, false),
+            ),
+        ];
+        for (case, state, expected) in cases {
+            assert_eq!(decide(&state, ARN, &content), expected, "{case}");
+        }
+        assert_eq!(
+            decide(&ours(Some(OTHER), false, Some("old")), ARN, &content).other_database(),
+            Some(OTHER),
+            "an overwrite of another database's details needs that database gone"
+        );
+    }
 
     #[test]
     fn ownership_needs_both_tags_for_this_resource() {

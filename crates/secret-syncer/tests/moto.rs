@@ -598,7 +598,10 @@ async fn every_write_names_the_event_that_caused_it() {
         .send()
         .await
         .unwrap();
-    assert!(described.description().unwrap_or_default().contains(&event_id), "{described:?}");
+    assert!(
+        described.description().unwrap_or_default().contains(&event_id),
+        "{described:?}"
+    );
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let history = ssm
         .get_parameter_history()
@@ -606,7 +609,11 @@ async fn every_write_names_the_event_that_caused_it() {
         .send()
         .await
         .unwrap();
-    let description = history.parameters().last().and_then(|p| p.description()).unwrap_or_default();
+    let description = history
+        .parameters()
+        .last()
+        .and_then(|p| p.description())
+        .unwrap_or_default();
     assert!(description.contains(&event_id), "{description}");
     counter.assert_all_declared();
 }
