@@ -225,6 +225,9 @@ pub struct Idempotency<P> {
     config: Config,
 }
 
+/// Numbers each run of the protocol in this process.
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// How many times a lapsed or released claim of another invocation is claimed again.
 const RECLAIMS: u32 = 3;
 
@@ -256,6 +259,10 @@ impl<P: Persistence> Idempotency<P> {
         F: FnOnce(Instant) -> Fut,
         Fut: Future<Output = Effect>,
     {
+        // Unique per run, even for two deliveries of one event in one invocation: a claim that
+        // comes back as ours is then only ever this run's own write, sent again by the SDK.
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let owner = &format!("{owner}#{run}");
         let mut reclaims = 0;
         let until_ms = loop {
             let hold = deadline
@@ -467,7 +474,19 @@ impl Persistence for DynamoStore {
             Ok(_) => Ok(Claim::Acquired { until_ms }),
             Err(e) => {
                 if let Some(PutItemError::ConditionalCheckFailedException(failed)) = e.as_service_error() {
-                    return Ok(failed.item().map_or(Claim::InProgress { until_ms: 0 }, existing));
+                    return Ok(match failed.item() {
+                        // Our own claim: an earlier attempt of this very write took effect but
+                        // its answer was lost, and the SDK sent it again.
+                        Some(item)
+                            if text(item, "owner") == Some(owner) && text(item, "status") == Some(IN_PROGRESS) =>
+                        {
+                            Claim::Acquired {
+                                until_ms: number(item, "in_progress_until").unwrap_or(until_ms),
+                            }
+                        }
+                        Some(item) => existing(item),
+                        None => Claim::InProgress { until_ms: 0 },
+                    });
                 }
                 Err(AwsError::from_sdk("PutItem", &e))
             }
@@ -619,6 +638,10 @@ impl Persistence for MemoryStore {
         let now = now();
         self.with(|records| match records.get(key).filter(|r| r.live(now)) {
             Some(MemoryRecord::Completed { result, .. }) => Claim::Completed(result.clone()),
+            Some(MemoryRecord::InProgress {
+                owner: holder,
+                until_ms,
+            }) if holder == owner => Claim::Acquired { until_ms: *until_ms },
             Some(MemoryRecord::InProgress { until_ms, .. }) => Claim::InProgress { until_ms: *until_ms },
             _ => {
                 records.insert(
@@ -957,6 +980,43 @@ mod tests {
             matches!(ran, Ran::Acted { .. }),
             "the lapsed claim is taken over: {ran:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_claim_sent_again_finds_itself_and_another_owner_does_not() {
+        let store = MemoryStore::default();
+        let until = millis(now() + Duration::from_secs(30));
+        assert!(matches!(
+            store.claim("k", "a#1", "d", until).await.unwrap(),
+            Claim::Acquired { .. }
+        ));
+        assert!(
+            matches!(
+                store.claim("k", "a#1", "d", until).await.unwrap(),
+                Claim::Acquired { .. }
+            ),
+            "the same write, sent again after its answer was lost"
+        );
+        assert!(matches!(
+            store.claim("k", "a#2", "d", until).await.unwrap(),
+            Claim::InProgress { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn two_runs_of_one_invocation_and_event_act_once() {
+        let p = protocol(Config::default());
+        let acted = AtomicU32::new(0);
+        let act = |_| async {
+            acted.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Effect::Done("posted".into())
+        };
+        let (a, b) = tokio::join!(
+            p.run("k", "d", "req:event", soon(), act),
+            p.run("k", "d", "req:event", soon(), act)
+        );
+        assert_eq!(acted.load(Ordering::SeqCst), 1, "{a:?} {b:?}");
     }
 
     #[tokio::test]

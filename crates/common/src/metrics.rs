@@ -176,15 +176,37 @@ impl Metrics {
         for ((dimensions, name), series) in &recorded.series {
             by_dimensions.entry(dimensions).or_default().push((name, series));
         }
-        by_dimensions
-            .into_iter()
-            .map(|(dimensions, metrics)| {
+        let mut documents = Vec::new();
+        for (dimensions, metrics) in by_dimensions {
+            // EMF takes at most MAX_VALUES values of a metric in one document: more go in more.
+            let chunks = metrics
+                .iter()
+                .map(|(_, series)| series.values.len().div_ceil(MAX_VALUES))
+                .max()
+                .unwrap_or(1);
+            for chunk in 0..chunks {
                 let mut doc = Map::new();
                 let names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
-                let definitions: Vec<Value> = metrics
-                    .iter()
-                    .map(|(name, _)| json!({"Name": name, "Unit": unit_of(name).map_or("None", Unit::as_str)}))
-                    .collect();
+                let mut definitions = Vec::new();
+                let (mut events, mut resources) = (BTreeSet::new(), BTreeSet::new());
+                for (name, series) in &metrics {
+                    let values: Vec<f64> = series
+                        .values
+                        .iter()
+                        .copied()
+                        .skip(chunk * MAX_VALUES)
+                        .take(MAX_VALUES)
+                        .collect();
+                    let value = match values.as_slice() {
+                        [] => continue,
+                        [one] => json!(one),
+                        _ => json!(values),
+                    };
+                    definitions.push(json!({"Name": name, "Unit": unit_of(name).map_or("None", Unit::as_str)}));
+                    doc.insert((*name).to_string(), value);
+                    events.extend(series.events.iter().cloned());
+                    resources.extend(series.resources.iter().cloned());
+                }
                 doc.insert(
                     "_aws".into(),
                     json!({"Timestamp": timestamp, "CloudWatchMetrics": [
@@ -194,26 +216,36 @@ impl Metrics {
                 for (key, value) in dimensions {
                     doc.insert((*key).to_string(), json!(value));
                 }
-                let (mut events, mut resources) = (BTreeSet::new(), BTreeSet::new());
-                for (name, series) in &metrics {
-                    let value = if series.values.len() == 1 {
-                        json!(series.values[0])
-                    } else {
-                        json!(series.values)
-                    };
-                    doc.insert((*name).to_string(), value);
-                    events.extend(series.events.iter().cloned());
-                    resources.extend(series.resources.iter().cloned());
-                }
                 doc.insert("request_id".into(), json!(recorded.request_id));
                 if !events.is_empty() {
-                    doc.insert("events".into(), json!(events));
-                    doc.insert("resources".into(), json!(resources));
+                    doc.insert("events".into(), json!(capped(events)));
+                    doc.insert("resources".into(), json!(capped(resources)));
                 }
-                Value::Object(doc)
-            })
-            .collect()
+                documents.push(Value::Object(doc));
+            }
+        }
+        documents
     }
+}
+
+/// EMF's limit on the values of one metric in one document.
+pub const MAX_VALUES: usize = 100;
+/// Correlation properties are bounded too (a log event has a size limit): at most this many
+/// ids, each at most [`MAX_ID_CHARS`] characters.
+const MAX_IDS: usize = 20;
+const MAX_ID_CHARS: usize = 200;
+
+fn capped(ids: BTreeSet<String>) -> Vec<String> {
+    let total = ids.len();
+    let mut kept: Vec<String> = ids
+        .into_iter()
+        .take(MAX_IDS)
+        .map(|id| id.chars().take(MAX_ID_CHARS).collect())
+        .collect();
+    if total > MAX_IDS {
+        kept.push(format!("… and {} more", total - MAX_IDS));
+    }
+    kept
 }
 
 /// AWS calls counted by [`AwsCallMetrics`] on every client, by (operation, throttled), until an
@@ -322,6 +354,24 @@ mod tests {
             !events.as_object().unwrap().contains_key("orders-db"),
             "no resource as a dimension"
         );
+    }
+
+    #[test]
+    fn large_batches_stay_within_emf_limits() {
+        let metrics = Metrics::new("tagger", "req-1");
+        let long_id = "x".repeat(5000);
+        for i in 0..250 {
+            let event = format!("{i}-{long_id}");
+            metrics.event(EVENTS, &about(&event), &[("Outcome", "applied")], 1.0);
+        }
+        let docs = metrics.documents();
+        assert_eq!(docs.len(), 3, "250 values in documents of at most {MAX_VALUES}");
+        let total: usize = docs.iter().map(|d| d["Events"].as_array().map_or(1, Vec::len)).sum();
+        assert_eq!(total, 250);
+        for doc in &docs {
+            assert!(doc["Events"].as_array().is_none_or(|v| v.len() <= MAX_VALUES));
+            assert!(doc.to_string().len() < 10_000, "correlation ids are capped");
+        }
     }
 
     #[test]

@@ -189,6 +189,13 @@ impl ManagedResource {
         }
     }
 
+    /// Which managed resource this is, whatever API version an event names it by (a served
+    /// version, the storage version, the one an AWS event assumes): its API path without the
+    /// version. Idempotency keys and remembered facts use it; [`same_resource`] compares paths.
+    pub fn identity(&self) -> String {
+        without_version(&self.subject())
+    }
+
     /// The value Crossplane's AWS provider writes in the `crossplane-kind` tag.
     pub fn crossplane_kind_tag(&self) -> String {
         format!("{}.{}", self.kind, self.group).to_ascii_lowercase()
@@ -205,6 +212,25 @@ impl ManagedResource {
     pub fn condition(&self, kind: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.kind == kind)
     }
+}
+
+/// An API path without its version segment: `/apis/g/v1/…` → `/apis/g/…`, `/api/v1/…` → `/api/…`.
+fn without_version(path: &str) -> String {
+    let mut segments: Vec<&str> = path.split('/').collect();
+    let version_at = match segments.get(1) {
+        Some(&"apis") => 3,
+        Some(&"api") => 2,
+        _ => return path.to_string(),
+    };
+    if version_at < segments.len() {
+        segments.remove(version_at);
+    }
+    segments.join("/")
+}
+
+/// Whether two API paths name the same managed resource, in any API version.
+pub fn same_resource(a: &str, b: &str) -> bool {
+    without_version(a) == without_version(b)
 }
 
 /// What the transport or shape said about the change, before looking at the object.
@@ -565,6 +591,23 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.at, "subject");
+    }
+
+    #[test]
+    fn one_resource_in_every_api_version() {
+        let a = "/apis/rds.aws.upbound.io/v1beta1/instances/db";
+        assert!(same_resource(a, "/apis/rds.aws.upbound.io/v1beta3/instances/db"));
+        assert!(!same_resource(a, "/apis/rds.aws.upbound.io/v1beta1/instances/other"));
+        assert!(!same_resource(a, "/apis/rds.aws.m.upbound.io/v1beta1/instances/db"));
+        assert!(same_resource(
+            "/api/v1/namespaces/a/secrets/s",
+            "/api/v2/namespaces/a/secrets/s"
+        ));
+        let e = event(Signal::Upsert, instance(ready_true())).unwrap();
+        assert_eq!(
+            e.resource.identity(),
+            "/apis/rds.aws.m.upbound.io/namespaces/team-a/instances/orders-db"
+        );
     }
 
     #[test]

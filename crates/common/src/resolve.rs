@@ -291,7 +291,12 @@ fn check_managed(resource: &ManagedResource, tags: &Tags) -> Result<ManagedResou
     let name_tag = tags
         .get(TAG_NAME)
         .ok_or("not managed by Crossplane (no crossplane-name tag)")?;
-    let namespace_tag = tags.get(TAG_NAMESPACE);
+    // The provider overwrites crossplane-namespace only for namespaced managed resources; for a
+    // cluster-scoped kind a value there may be anyone's (passed through spec.forProvider.tags),
+    // so it is no fact about the resource and is ignored.
+    let namespaced_kind = kinds::split_group(kind_tag.split_once('.').map_or("", |(_, group)| group))
+        .is_some_and(|(_, namespaced)| namespaced);
+    let namespace_tag = tags.get(TAG_NAMESPACE).filter(|_| namespaced_kind);
     if !resource.identity_verified {
         let (known, group) = kinds::from_crossplane_kind_tag(kind_tag)
             .ok_or_else(|| format!("managed as {kind_tag}, a kind this suite does not handle"))?;
@@ -575,6 +580,25 @@ mod tests {
         assert!(
             matches!(&err, Unresolved::Refused(m) if m.contains("team-b/orders")),
             "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_namespace_tag_on_a_cluster_scoped_resource_is_ignored() {
+        let mut tags = crossplane_tags("orders", "team-a");
+        tags.insert(TAG_KIND.into(), "instance.rds.aws.upbound.io".into());
+        let store = Store(vec![(DB.into(), tags)]);
+        let cluster_scoped = resource("rds.aws.upbound.io/v1beta3", "Instance", "orders", json!({}));
+        let resolved = resolve(&cluster_scoped, &scope(), &Guard::default(), &store)
+            .await
+            .unwrap();
+        assert_eq!(resolved.resource.namespace, None);
+        let mut from_aws = cluster_scoped.clone();
+        from_aws.identity_verified = false;
+        let adopted = resolve(&from_aws, &scope(), &Guard::default(), &store).await.unwrap();
+        assert_eq!(
+            adopted.resource.namespace, None,
+            "not adopted from a tag anyone may set"
         );
     }
 

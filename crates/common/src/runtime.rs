@@ -341,9 +341,13 @@ async fn run_events<H: Handler>(
 }
 
 /// `Kind.service` (`Instance.rds`): a dimension of bounded cardinality, unlike a name.
+/// Kinds the suite does not know are `Other`: the payload names them, and a dimension value a
+/// tenant chooses would be a new (billed) metric each time.
 fn metric_kind(resource: &crate::model::ManagedResource) -> String {
-    let service = crate::kinds::split_group(&resource.group).map_or(resource.group.as_str(), |(s, _)| s);
-    format!("{}.{service}", resource.kind)
+    match crate::kinds::lookup(&resource.group, &resource.kind) {
+        Some(known) => format!("{}.{}", known.kind, known.service),
+        None => "Other".to_string(),
+    }
 }
 
 /// All results, or the error that decides what the caller should do, naming every failed event.

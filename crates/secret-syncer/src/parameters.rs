@@ -141,6 +141,17 @@ pub async fn apply(
         if parameter.secure {
             request = request.set_key_id(kms_key_id.map(str::to_string));
         }
+        // The record of which database the value describes is written first (see secrets.rs).
+        if parameter.retag {
+            client
+                .add_tags_to_resource()
+                .resource_type(ResourceTypeForTagging::Parameter)
+                .resource_id(&parameter.name)
+                .tags(tag(SOURCE_ARN_TAG, source_arn)?)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("AddTagsToResource", &e))?;
+        }
         request = if parameter.exists {
             request.overwrite(true)
         } else {
@@ -153,16 +164,6 @@ pub async fn apply(
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("PutParameter", &e))?;
-        if parameter.retag {
-            client
-                .add_tags_to_resource()
-                .resource_type(ResourceTypeForTagging::Parameter)
-                .resource_id(&parameter.name)
-                .tags(tag(SOURCE_ARN_TAG, source_arn)?)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("AddTagsToResource", &e))?;
-        }
     }
     delete_names(client, &plan.stale).await?;
     Ok(plan.writes.len() + plan.stale.len())

@@ -29,7 +29,8 @@ pub fn owned_by_us<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>, subje
         }
     }
     match (owner, resource) {
-        (Some(OWNER_VALUE), Some(r)) if r == subject => Ok(()),
+        // The same managed resource, in whatever API version the writer named it.
+        (Some(OWNER_VALUE), Some(r)) if common::model::same_resource(r, subject) => Ok(()),
         (Some(OWNER_VALUE), Some(r)) => Err(format!("it belongs to {r}")),
         _ => Err(format!("it does not carry the {OWNER_TAG}={OWNER_VALUE} tag")),
     }
@@ -267,6 +268,11 @@ pub async fn apply(
                     .await
                     .map_err(|e| AwsError::from_sdk("RestoreSecret", &e))?;
             }
+            // The record of which database the value describes is written first: a value is
+            // never left recording a database it does not describe (the proof a deletion reads).
+            if *retag {
+                tag_source(client, target).await?;
+            }
             client
                 .put_secret_value()
                 .secret_id(&target.name)
@@ -275,9 +281,6 @@ pub async fn apply(
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("PutSecretValue", &e))?;
-            if *retag {
-                tag_source(client, target).await?;
-            }
             Ok(true)
         }
     }
@@ -319,15 +322,25 @@ pub async fn inspect_for_delete(client: &SecretsClient, name: &str, subject: &st
 }
 
 /// Schedules our secret for deletion with a recovery window (7–30 days).
+/// Another delivery of the same deletion may have scheduled it first (or this call's answer
+/// was lost and the SDK retried it): then AWS refuses, and the secret, read again, is already
+/// scheduled or gone, which is what was wanted.
 pub async fn schedule_delete(client: &SecretsClient, name: &str, recovery_days: i64) -> Result<(), AwsError> {
-    client
+    let result = client
         .delete_secret()
         .secret_id(name)
         .recovery_window_in_days(recovery_days)
         .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("DeleteSecret", &e))?;
-    Ok(())
+        .await;
+    let Err(e) = result else {
+        return Ok(());
+    };
+    let error = AwsError::from_sdk("DeleteSecret", &e);
+    match client.describe_secret().secret_id(name).send().await {
+        Ok(described) if described.deleted_date().is_some() => Ok(()),
+        Err(e) if AwsError::from_sdk("DescribeSecret", &e).is_code("ResourceNotFoundException") => Ok(()),
+        _ => Err(error),
+    }
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ pub async fn identify<T: TagReader, D: Databases, P: Persistence>(
                     "the event says when nothing started: the change cannot be identified",
                 );
             };
-            let subject = resource.subject();
+            let subject = resource.identity();
             let (key, description) = change_key(
                 function,
                 &subject,
@@ -160,7 +160,7 @@ async fn ready<T: TagReader, D: Databases, P: Persistence>(
         }
     };
     let born = normalise_time(&born);
-    let subject = resolved.resource.subject();
+    let subject = resolved.resource.identity();
     let (key, description) = change_key(function, &subject, Lifecycle::Ready, &format!("born={born}"));
     Ok(Identified::Change(Box::new(Change {
         function,
@@ -185,7 +185,7 @@ async fn deleted<T: TagReader, D: Databases, P: Persistence>(
     let remembered = if resource.identity_verified {
         lookup
             .store
-            .recall(&fact_key(function, LIFETIME, &resource.subject()))
+            .recall(&fact_key(function, LIFETIME, &resource.identity()))
             .await?
     } else {
         match &resource.arn {
@@ -229,7 +229,8 @@ async fn deleted<T: TagReader, D: Databases, P: Persistence>(
                 ),
             );
         }
-    } else if lookup.tagging.tags_of(arn).await?.is_some() && resource.deletion_timestamp.is_none() {
+    } else if lookup.tagging.tags_of(arn).await?.is_some() {
+        // Only AWS's word counts: a deletionTimestamp in the payload proves nothing.
         return not_announced(
             OutcomeKind::Skipped,
             Some(arn),
@@ -282,9 +283,15 @@ impl Lifetime {
     }
 }
 
-/// Remembers what an announcement established: the lifetime announced ready (kept while the
-/// resource lives), or, once its deletion is announced, for as long as completed changes are.
-pub async fn after_announcing<P: Persistence>(change: &Change, store: &P, expiry: &Expiry) -> Result<(), HandlerError> {
+/// Remembers the lifetime an announcement is about: before a `ready` is posted (while its
+/// claim is held, so a posted readiness is always remembered and its deletion can be proven),
+/// kept while the resource lives; once its deletion is announced, for as long as completed
+/// changes are. Other lifecycles remember nothing.
+pub async fn remember_lifetime<P: Persistence>(
+    change: &Change,
+    store: &P,
+    expiry: &Expiry,
+) -> Result<(), HandlerError> {
     let expires = match change.lifecycle {
         Lifecycle::Ready => None,
         Lifecycle::Deleted => Some(
@@ -296,7 +303,7 @@ pub async fn after_announcing<P: Persistence>(change: &Change, store: &P, expiry
         return Ok(());
     };
     let resource = &change.resource;
-    let subject = resource.subject();
+    let subject = resource.identity();
     let mut facts: BTreeMap<String, String> = [
         ("subject", subject.clone()),
         ("arn", arn.clone()),
@@ -482,7 +489,7 @@ mod tests {
         let unknown = not_announced(identify_with(&fakes, &store, &deleted_event()).await);
         assert_eq!(unknown.kind, OutcomeKind::Skipped, "{unknown:?}");
         let ready = change(identify_with(&fakes, &store, &ready_event(ID)).await);
-        after_announcing(&ready, &store, &Expiry::default()).await.unwrap();
+        remember_lifetime(&ready, &store, &Expiry::default()).await.unwrap();
         // Remembered, but the lifetime is still live (a Ready flap's tf.action=delete).
         let live = not_announced(identify_with(&fakes, &store, &deleted_event()).await);
         assert!(
@@ -499,7 +506,7 @@ mod tests {
             let deletion = change(identify_with(&fakes, &store, &deleted_event()).await);
             let (key, _) = change_key(
                 "slack-notifier",
-                &ready.resource.subject(),
+                &ready.resource.identity(),
                 Lifecycle::Deleted,
                 &format!("born={born}"),
             );
@@ -519,7 +526,7 @@ mod tests {
             "never announced: nothing proves it is ours"
         );
         let ready = change(identify_with(&fakes, &store, &ready_event(ID)).await);
-        after_announcing(&ready, &store, &Expiry::default()).await.unwrap();
+        remember_lifetime(&ready, &store, &Expiry::default()).await.unwrap();
         fakes.databases.lock().unwrap().clear();
         let deletion = change(identify_with(&fakes, &store, &rds_deleted).await);
         assert_eq!(

@@ -207,8 +207,16 @@ impl SlackNotifier {
         let ran = self
             .idempotency
             .run(key, description, &owner, invocation.deadline, |deadline| {
-                let (webhook, payload) = (&webhook, &payload);
+                let (webhook, payload, change, store) = (&webhook, &payload, &change, lookup.store);
+                let expiry = &self.settings.idempotency.expiry;
                 async move {
+                    // A readiness is remembered before it is posted: if remembering fails, nothing
+                    // is posted and the claim is released for a retry.
+                    if change.lifecycle == Lifecycle::Ready
+                        && let Err(error) = change::remember_lifetime(change, store, expiry).await
+                    {
+                        return Effect::Failed(error);
+                    }
                     match self.poster.post(webhook, payload, deadline, &invocation.metrics).await {
                         Ok(()) => Effect::Done(format!("posted {} for {description}", event.lifecycle.as_str())),
                         Err(Undelivered::Certainly(error)) => Effect::Failed(error),
@@ -220,11 +228,13 @@ impl SlackNotifier {
         match ran {
             Ran::Acted { warning, .. } => {
                 let mut detail = format!("posted to Slack ({})", self.webhook_host().await);
-                if let Err(error) =
-                    change::after_announcing(&change, lookup.store, &self.settings.idempotency.expiry).await
+                // An announced deletion ends the lifetime: its memory now expires like a record.
+                if change.lifecycle == Lifecycle::Deleted
+                    && let Err(error) =
+                        change::remember_lifetime(&change, lookup.store, &self.settings.idempotency.expiry).await
                 {
-                    tracing::warn!(event = %event.id, error = %error, "announced, but the lifetime could not be remembered");
-                    detail.push_str(&format!("; warning: the lifetime could not be remembered ({error})"));
+                    tracing::warn!(event = %event.id, error = %error, "announced, but the lifetime's expiry was not set");
+                    detail.push_str(&format!("; warning: the lifetime's expiry was not set ({error})"));
                 }
                 if let Some(warning) = warning {
                     detail.push_str(&format!("; warning: {warning}"));

@@ -231,7 +231,9 @@ pub(crate) fn rds_event(envelope: &Map<String, Value>) -> Result<ResourceEvent, 
         "name": tag("crossplane-name").filter(|_| identity_verified).unwrap_or_else(|| identifier.clone()),
         "annotations": {EXTERNAL_NAME_ANNOTATION: identifier},
     });
-    if let Some(namespace) = tag("crossplane-namespace").filter(|_| identity_verified) {
+    // Only a namespaced kind's crossplane-namespace is the provider's (see resolve::check_managed).
+    let namespaced = kinds::split_group(&group).is_some_and(|(_, namespaced)| namespaced);
+    if let Some(namespace) = tag("crossplane-namespace").filter(|_| identity_verified && namespaced) {
         metadata["namespace"] = Value::String(namespace);
     }
     let data = json!({
