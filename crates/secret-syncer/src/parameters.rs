@@ -59,8 +59,17 @@ async fn read_path(client: &SsmClient, path: &str) -> Result<BTreeMap<String, St
     Ok(found)
 }
 
-/// Ours for `subject` (with the database it records, if any), or why not.
-async fn ours(client: &SsmClient, name: &str, subject: &str) -> Result<Result<Option<String>, String>, AwsError> {
+/// Whose a parameter is, by its tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ownership {
+    /// Ours for this managed resource; the database it records, if any.
+    Ours { recorded_arn: Option<String> },
+    /// Someone else's, and why.
+    NotOurs(String),
+}
+
+/// Whose the parameter `name` is, for the managed resource `subject`.
+async fn ours(client: &SsmClient, name: &str, subject: &str) -> Result<Ownership, AwsError> {
     let tags = client
         .list_tags_for_resource()
         .resource_type(ResourceTypeForTagging::Parameter)
@@ -69,7 +78,12 @@ async fn ours(client: &SsmClient, name: &str, subject: &str) -> Result<Result<Op
         .await
         .map_err(|e| AwsError::from_sdk("ListTagsForResource", &e))?;
     let pairs = || tags.tag_list().iter().map(|t| (t.key(), t.value()));
-    Ok(owned_by_us(pairs(), subject).map(|()| recorded_arn(pairs())))
+    Ok(match owned_by_us(pairs(), subject) {
+        Ok(()) => Ownership::Ours {
+            recorded_arn: recorded_arn(pairs()),
+        },
+        Err(why) => Ownership::NotOurs(why),
+    })
 }
 
 pub async fn plan(
@@ -86,19 +100,19 @@ pub async fn plan(
         match existing.get(&name) {
             Some(current) if current == value.expose() => {}
             Some(_) => match ours(client, &name, subject).await? {
-                Ok(recorded) => {
+                Ownership::Ours { recorded_arn: recorded } => {
                     let retag = recorded.as_deref() != Some(source_arn);
                     plan.other_databases.extend(recorded.filter(|r| r != source_arn));
                     plan.writes.push(write(name, key, value, true, retag));
                 }
-                Err(why) => plan.not_owned.push(format!("parameter {name} is not ours: {why}")),
+                Ownership::NotOurs(why) => plan.not_owned.push(format!("parameter {name} is not ours: {why}")),
             },
             None => plan.writes.push(write(name, key, value, false, false)),
         }
     }
     for name in existing.keys() {
         let key = name.rsplit('/').next().unwrap_or_default();
-        if !entries.contains_key(key) && ours(client, name, subject).await?.is_ok() {
+        if !entries.contains_key(key) && matches!(ours(client, name, subject).await?, Ownership::Ours { .. }) {
             plan.stale.push(name.clone());
         }
     }
@@ -204,8 +218,8 @@ pub async fn inspect_for_delete(client: &SsmClient, path: &str, subject: &str) -
     let mut found = DeleteTargets::default();
     for name in existing.keys() {
         match ours(client, name, subject).await? {
-            Ok(recorded) => found.ours.push((name.clone(), recorded)),
-            Err(why) => found.not_ours.push(format!("parameter {name} is not ours: {why}")),
+            Ownership::Ours { recorded_arn } => found.ours.push((name.clone(), recorded_arn)),
+            Ownership::NotOurs(why) => found.not_ours.push(format!("parameter {name} is not ours: {why}")),
         }
     }
     Ok(found)
