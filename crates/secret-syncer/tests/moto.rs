@@ -617,3 +617,32 @@ async fn every_write_names_the_event_that_caused_it() {
     assert!(description.contains(&event_id), "{description}");
     counter.assert_all_declared();
 }
+
+/// Review: every delivery of one deletion at once (the composition's Invocation, Knative, the
+/// exporter arrive together) converges: one schedules the deletion, the others find it done;
+/// none fails permanently, and the parameters go too.
+#[tokio::test]
+async fn concurrent_deletes_of_one_database_converge() {
+    let sdk = moto_config().await;
+    let id = "ss-concurrent-delete";
+    create_instance(&sdk, id, &[], Managed::Namespaced).await;
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
+    let syncer = syncer(delete_settings(), &counter).await;
+    assert_eq!(run(&syncer, &ready_event(id)).await.0, "applied");
+    delete_instance(id).await;
+    let mut deleted = ready_event(id);
+    deleted["tf"] = json!({"action": "delete", "prev_input": null});
+    let event = deleted.to_string();
+    let invocation = invocation();
+    let runs = (0..4).map(|_| dispatch(&syncer, event.as_bytes(), &invocation, 1));
+    for result in futures_util::future::join_all(runs).await {
+        if let Err(e) = result {
+            assert_eq!(e.error_type(), "RetryableFailure", "{e}");
+        }
+    }
+    let (outcome, detail) = run(&syncer, &deleted).await;
+    assert_eq!(outcome, "unchanged", "{detail}");
+    assert!(!secret_exists_and_is_not_scheduled(&format!("crossplane/team-a/{id}/connection")).await);
+    assert!(parameters(&format!("/crossplane/team-a/{id}")).await.is_empty());
+    counter.assert_all_declared();
+}

@@ -122,7 +122,6 @@ impl Settings {
             settings.idempotency.on_uncertain = OnUncertain::parse(&policy)
                 .ok_or_else(|| format!("SLACK_ON_UNCERTAIN_DELIVERY={policy:?}: expected assume-delivered or retry"))?;
         }
-        settings.idempotency.check()?;
         settings.guard = Guard::from_env();
         Ok(settings)
     }
@@ -194,12 +193,9 @@ impl SlackNotifier {
             .and_then(Arn::parse)
             .map(|a| a.account.to_string())
             .filter(|a| !a.is_empty());
-        let shown = ResourceEvent {
-            resource: resource.clone(),
-            ..event.clone()
-        };
         let payload = message::build(&Facts {
-            event: &shown,
+            event,
+            resource,
             arn,
             account: account.as_deref().or(Some(invocation.scope.account.as_str())),
         });
@@ -227,7 +223,7 @@ impl SlackNotifier {
             .await?;
         match ran {
             Ran::Acted { warning, .. } => {
-                let mut detail = format!("posted to Slack ({})", self.webhook_host().await);
+                let mut detail = format!("posted to Slack ({webhook})");
                 // An announced deletion ends the lifetime: its memory now expires like a record.
                 if change.lifecycle == Lifecycle::Deleted
                     && let Err(error) =
@@ -268,10 +264,6 @@ impl SlackNotifier {
             guard: &self.settings.guard,
         };
         change::identify(NAME, event, invocation, &lookup).await
-    }
-
-    async fn webhook_host(&self) -> String {
-        self.webhook.get().await.map(|w| w.to_string()).unwrap_or_default()
     }
 }
 

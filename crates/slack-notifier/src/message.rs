@@ -102,6 +102,9 @@ pub fn console_link(arn: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct Facts<'a> {
     pub event: &'a ResourceEvent,
+    /// The managed resource, its identity verified (for an AWS event, taken from the live tags
+    /// or the remembered lifetime rather than from the event).
+    pub resource: &'a common::ManagedResource,
     pub arn: Option<&'a str>,
     pub account: Option<&'a str>,
 }
@@ -119,7 +122,7 @@ fn headline(event: &ResourceEvent) -> (&'static str, &'static str) {
 /// The webhook payload: `text` (notifications, and clients without blocks) and `blocks`.
 pub fn build(facts: &Facts<'_>) -> Value {
     let event = facts.event;
-    let resource = &event.resource;
+    let resource = facts.resource;
     let (emoji, verb) = headline(event);
     let who = match &resource.namespace {
         Some(ns) => format!("{} {ns}/{}", resource.kind, resource.name),
@@ -263,6 +266,7 @@ mod tests {
         );
         let message = build(&Facts {
             event: &e,
+            resource: &e.resource,
             arn: Some(ARN),
             account: Some("111122223333"),
         });
@@ -297,6 +301,7 @@ mod tests {
         assert_eq!(e.lifecycle, Lifecycle::Failed);
         let message = build(&Facts {
             event: &e,
+            resource: &e.resource,
             arn: Some(ARN),
             account: None,
         });
@@ -350,6 +355,7 @@ mod tests {
         let arn = format!("arn:aws:rds:eu-west-1:111122223333:db:{hostile}");
         let message = build(&Facts {
             event: &e,
+            resource: &e.resource,
             arn: Some(&arn),
             account: Some(&hostile),
         });

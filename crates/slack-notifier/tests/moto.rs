@@ -648,21 +648,32 @@ async fn uncertain_delivery_follows_the_configured_policy() {
 /// exactly one message in the end, and no claim outlives its expiry.
 #[tokio::test]
 async fn a_fault_at_any_step_then_retries_posts_exactly_once() {
-    let steps: &[(&str, &str, Fault, u32)] = &[
-        ("claim-throttled", "DynamoDB.PutItem", Fault::Throttle, 3),
-        ("claim-500", "DynamoDB.PutItem", Fault::ServerError, 3),
-        ("claim-unheard", "DynamoDB.PutItem", Fault::LoseResponse, 1),
+    // (step, operation, fault, attempts that go through first, attempts that fail)
+    let steps: &[(&str, &str, Fault, u32, u32)] = &[
+        (
+            "lifetime-read-throttled",
+            "RDS.DescribeDBInstances",
+            Fault::Throttle,
+            0,
+            3,
+        ),
+        ("claim-throttled", "DynamoDB.PutItem", Fault::Throttle, 0, 3),
+        ("claim-500", "DynamoDB.PutItem", Fault::ServerError, 0, 3),
+        ("claim-unheard", "DynamoDB.PutItem", Fault::LoseResponse, 0, 1),
+        // The claim goes through; remembering the lifetime (the next PutItem) fails: no post.
+        ("remember-lifetime-fails", "DynamoDB.PutItem", Fault::ServerError, 1, 3),
         (
             "webhook-read-fails",
             "Secrets Manager.GetSecretValue",
             Fault::ServerError,
+            0,
             3,
         ),
-        ("complete-unheard", "DynamoDB.UpdateItem", Fault::LoseResponse, 1),
-        ("complete-500", "DynamoDB.UpdateItem", Fault::ServerError, 9),
-        ("release-fails", "DynamoDB.DeleteItem", Fault::ServerError, 3),
+        ("complete-unheard", "DynamoDB.UpdateItem", Fault::LoseResponse, 0, 1),
+        ("complete-500", "DynamoDB.UpdateItem", Fault::ServerError, 0, 9),
+        ("release-fails", "DynamoDB.DeleteItem", Fault::ServerError, 0, 3),
     ];
-    for (name, operation, fault, times) in steps {
+    for (name, operation, fault, skip, times) in steps {
         let id = format!("sn-matrix-{name}");
         create_instance(&moto_config().await, &id, &[], Managed::Namespaced).await;
         let hook = webhook(&id).await;
@@ -676,7 +687,7 @@ async fn a_fault_at_any_step_then_retries_posts_exactly_once() {
         settings.idempotency.wait_for_other = Duration::from_millis(300);
         settings.idempotency.expiry.max_in_progress = Duration::from_secs(5);
         let notifier = notifier(settings, &counter).await;
-        faults.inject(operation, 0, *times, *fault);
+        faults.inject(operation, *skip, *times, *fault);
         let _ = run(&notifier, &ready_event(&id)).await;
         faults.clear();
         // Lambda retries until the function answers; a claim never outlives its expiry.
