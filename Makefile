@@ -13,7 +13,7 @@ CARGO_LAMBDA := .venv/bin/cargo-lambda lambda
 WATCH_ADDRESS := 127.0.0.1
 WATCH_PORT := 9000
 
-.PHONY: all build test lint demo package deploy publish invoke watch setup clean
+.PHONY: all build test mutants lint demo package deploy publish invoke watch setup clean
 
 all: build
 
@@ -30,8 +30,14 @@ lint:
 ## The whole test suite: formatting, clippy, then every test (unit, moto integration,
 ## cargo lambda end to end, infra/ against the CRD schemas, the README's commands and the
 ## samples of events/ through cargo lambda) inside the test bed, which is stopped afterwards in any case.
+## Last, the mutants of the lines changed since .ci/mutants-base (no emulator needed).
 test: setup lint
 	$(TESTBED)/run.sh sh -c 'cargo test --workspace && .venv/bin/python -m pytest tests/infra tests/repo tests/readme -q'
+	tests/mutants/changed.sh
+
+## Every mutant of the pure core (.cargo/mutants.toml); fails on any the tests miss.
+mutants:
+	tests/mutants/run.sh
 
 ## The main job on local defaults: moto as AWS, the tagger through cargo lambda.
 demo: setup
@@ -70,4 +76,4 @@ endif
 
 clean:
 	cargo clean
-	rm -rf .testbed
+	rm -rf .testbed mutants.out mutants.out.old

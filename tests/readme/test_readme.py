@@ -38,12 +38,15 @@ ALLOWED = {
     "cargo lambda watch": "names cargo lambda's emulator, which make watch runs (run here)",
     "cargo lambda invoke": "names cargo lambda's client, which make invoke runs (run here)",
     "cargo lambda invoke --data-file events/…": "describes tests/tests/cargo_lambda.rs, run by make test",
+    "make mutants": "every mutant of the pure core, over an hour on two cores; make test runs "
+                    "tests/mutants/changed.sh, the same tool over the lines changed since the last full run",
 }
 # README commands that a make target runs: checked against `make -n TARGET`.
 PART_OF = {
     "cargo fmt --all -- --check": "test",
     "cargo clippy --workspace --all-targets -- -D warnings": "test",
     "cargo test --workspace": "test",
+    "tests/mutants/changed.sh": "test",
     "cargo lambda build --release --arm64 --output-format zip": "package",
 }
 # README commands this test runs, each exactly as written (the test below, in this order).

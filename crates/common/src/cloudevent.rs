@@ -38,8 +38,6 @@ pub fn parse_event(value: &Value) -> Result<Event, IntakeError> {
         .map_err(|e| IntakeError::new("$", format!("not a valid CloudEvent 1.0: {e}")))
 }
 
-/// Parses a JSON batch (`application/cloudevents-batch+json`): every member must be valid,
-/// and all must share one spec version. An empty batch is valid.
 /// The checks the SDK leaves out, done on the raw JSON object.
 fn check_attributes(object: &Map<String, Value>) -> Result<(), IntakeError> {
     match object.get("specversion") {
@@ -186,6 +184,82 @@ mod tests {
         assert!(e.reason.contains("32-bit"), "{e}");
         let e = parse_event(&json!(["x"])).unwrap_err();
         assert!(e.reason.contains("JSON object"), "{e}");
+    }
+
+    fn event_with(name: &str, value: Value) -> Value {
+        let mut event = json!({"specversion": "1.0", "id": "1", "type": "t", "source": "s"});
+        event[name] = value;
+        event
+    }
+
+    fn refusal(event: Value) -> IntakeError {
+        match parse_event(&event) {
+            Ok(parsed) => panic!("accepted {event}: {parsed:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn only_spec_version_1_0_is_accepted() {
+        assert!(parse_event(&event_with("specversion", json!("1.0"))).is_ok());
+        let e = refusal(event_with("specversion", json!("0.3")));
+        assert_eq!((e.at.as_str(), e.reason.as_str()), ("specversion", "unsupported version \"0.3\", expected \"1.0\""));
+        let e = refusal(event_with("specversion", json!("")));
+        assert_eq!((e.at.as_str(), e.reason.as_str()), ("specversion", "is empty"));
+        let e = refusal(event_with("specversion", json!(1.0)));
+        assert_eq!(e.reason, "must be a string, found a number");
+        let mut missing = event_with("id", json!("1"));
+        missing.as_object_mut().map(|o| o.remove("specversion"));
+        assert_eq!(refusal(missing).reason, "is missing");
+    }
+
+    #[test]
+    fn required_attributes_are_non_empty_strings() {
+        for name in ["id", "source", "type"] {
+            let e = refusal(event_with(name, json!("")));
+            assert_eq!((e.at.as_str(), e.reason.as_str()), (name, "is empty; it must be a non-empty string"));
+            let e = refusal(event_with(name, json!(7)));
+            assert_eq!(e.reason, "must be a string, found a number");
+        }
+    }
+
+    #[test]
+    fn optional_attributes_are_absent_null_or_non_empty_strings() {
+        for name in ["subject", "dataschema", "datacontenttype", "time"] {
+            let e = refusal(event_with(name, json!("")));
+            assert_eq!((e.at.as_str(), e.reason.as_str()), (name, "is empty; omit it or give a value"));
+            let e = refusal(event_with(name, json!(true)));
+            assert_eq!(e.reason, "must be a string, found a boolean");
+            assert!(parse_event(&event_with(name, Value::Null)).is_ok(), "{name}: null is absent");
+        }
+        assert!(parse_event(&event_with("subject", json!("rds.aws.upbound.io/v1beta1/instances/x"))).is_ok());
+        let e = refusal(event_with("datacontenttype", json!("json")));
+        assert_eq!(e.at, "datacontenttype");
+    }
+
+    #[test]
+    fn data_and_data_base64_are_exclusive() {
+        let mut event = event_with("data", json!({"a": 1}));
+        event["data_base64"] = json!("eyJhIjoxfQ==");
+        assert_eq!(refusal(event.clone()).at, "data_base64");
+        event["data"] = Value::Null;
+        let e = refusal(event);
+        assert_ne!(e.at, "data_base64", "a null `data` is no data: {e}");
+        assert!(parse_event(&event_with("data_base64", json!("eyJhIjoxfQ=="))).is_ok());
+    }
+
+    #[test]
+    fn extension_values_follow_the_type_system() {
+        for fine in [json!("x"), json!(true), Value::Null, json!(2147483647), json!(-2147483648)] {
+            assert!(parse_event(&event_with("ext1", fine.clone())).is_ok(), "{fine}");
+        }
+        let e = refusal(event_with("ext", json!(["x"])));
+        assert_eq!(e.reason, "extension values must be strings, booleans or integers, found an array");
+        let e = refusal(event_with("ext", json!({"a": 1})));
+        assert!(e.reason.ends_with("found an object"), "{e}");
+        assert!(refusal(event_with("ext", json!(1.5))).reason.contains("32-bit"));
+        assert_eq!(refusal(event_with("ext-1", json!("x"))).at, "ext-1");
+        assert_eq!(refusal(json!(null)).reason, "a CloudEvent must be a JSON object, found null");
     }
 
     #[test]

@@ -486,6 +486,58 @@ mod tests {
         assert!(own.check("not-an-arn", None, &scope()).is_err());
     }
 
+    #[test]
+    fn an_arn_has_six_parts_and_names_partition_service_and_resource() {
+        let parsed = Arn::parse("arn:aws:rds:us-east-1:111122223333:db:x:y").unwrap();
+        assert_eq!(
+            (parsed.partition, parsed.service, parsed.region, parsed.account, parsed.resource),
+            ("aws", "rds", "us-east-1", "111122223333", "db:x:y")
+        );
+        for malformed in [
+            "arm:aws:rds:us-east-1:111122223333:db:x",
+            "arn::rds:us-east-1:111122223333:db:x",
+            "arn:aws::us-east-1:111122223333:db:x",
+            "arn:aws:rds:us-east-1:111122223333:",
+            "arn:aws:rds:us-east-1:111122223333",
+        ] {
+            assert_eq!(Arn::parse(malformed), None, "{malformed}");
+        }
+    }
+
+    #[test]
+    fn only_an_s3_arn_may_name_no_account() {
+        let own = Guard::default();
+        for no_account in ["arn:aws:rds:us-east-1::db:x", "arn:aws:rds:::db:x"] {
+            let err = own.check(no_account, None, &scope()).unwrap_err();
+            assert!(err.contains("12-digit account"), "{no_account}: {err}");
+        }
+        let err = own.check("arn:aws:s3:us-east-1::bucket", None, &scope()).unwrap_err();
+        assert!(err.contains("12-digit account"), "an S3 ARN with a region is not global: {err}");
+        let err = own.check("arn:aws:rds:us-east-1:1111222233ab:db:x", None, &scope()).unwrap_err();
+        assert!(err.contains("12-digit account"), "{err}");
+        let err = own.check("arn:aws:rds::111122223333:db:x", None, &scope()).unwrap_err();
+        assert!(err.contains("does not name a region"), "{err}");
+        let err = own.check("arn:aws-cn:rds:us-east-1:111122223333:db:x", None, &scope()).unwrap_err();
+        assert!(err.contains("partition aws-cn"), "{err}");
+    }
+
+    #[test]
+    fn the_allow_lists_come_from_the_environment() {
+        // The only test that touches these variables, so no other test can see them change.
+        unsafe {
+            std::env::set_var("ALLOWED_ACCOUNTS", " 111122223333, ,444455556666 ");
+            std::env::set_var("ALLOWED_REGIONS", "eu-west-1,");
+        }
+        let guard = Guard::from_env();
+        unsafe {
+            std::env::remove_var("ALLOWED_ACCOUNTS");
+            std::env::remove_var("ALLOWED_REGIONS");
+        }
+        assert_eq!(guard.allowed_accounts, ["111122223333", "444455556666"]);
+        assert_eq!(guard.allowed_regions, ["eu-west-1"]);
+        assert_eq!(Guard::from_env(), Guard::default(), "unset: own account, any region");
+    }
+
     /// A tag store of the test's choosing.
     struct Store(Vec<(String, Tags)>);
 

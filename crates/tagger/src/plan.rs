@@ -191,6 +191,33 @@ mod tests {
     }
 
     #[test]
+    fn a_tag_already_in_place_is_counted_not_written() {
+        let first = plan(ARN, &resource(), &TagSet::new(), &policy()).unwrap();
+        assert_eq!(first.already, 0, "nothing is in place on a bare resource");
+        let mut current = first.to_set.clone();
+        let replay = plan(ARN, &resource(), &current, &policy()).unwrap();
+        assert_eq!(replay.already, 7, "six enforced tags and one default, all in place");
+        // A default someone changed by hand still counts as in place (defaults never overwrite);
+        // an enforced tag that drifted is written again, not counted.
+        current.insert("owner".into(), "someone-else".into());
+        current.insert("cost-center".into(), "drifted".into());
+        let drifted = plan(ARN, &resource(), &current, &policy()).unwrap();
+        assert_eq!(drifted.already, 6);
+        assert_eq!(drifted.to_set.len(), 1);
+    }
+
+    #[test]
+    fn exactly_fifty_tags_is_within_the_limit() {
+        // The first plan adds seven tags; 43 unrelated ones make exactly AWS's 50.
+        let at_limit: TagSet = (0..43).map(|i| (format!("k{i}"), "v".into())).collect();
+        let p = plan(ARN, &resource(), &at_limit, &policy()).unwrap();
+        assert_eq!(rules::count_after(&at_limit, &p.to_set), rules::MAX_TAGS_PER_RESOURCE);
+        let over: TagSet = (0..44).map(|i| (format!("k{i}"), "v".into())).collect();
+        let err = plan(ARN, &resource(), &over, &policy()).unwrap_err();
+        assert!(err.contains("51 tags"), "{err}");
+    }
+
+    #[test]
     fn an_invalid_policy_or_too_many_tags_is_an_error() {
         let mut bad = policy();
         bad.tags.insert("rds:owner".into(), "x".into());

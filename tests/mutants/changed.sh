@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The mutants of the lines changed since .ci/mutants-base (the main whose every mutant was last
+# tested, by `make mutants`): what `make test` and CI run. Fails on any mutant the tests miss,
+# and when the base is not an ancestor of this checkout (no silent pass on a broken base).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+base=$(tr -d '[:space:]' < .ci/mutants-base)
+if ! git merge-base --is-ancestor "$base" HEAD 2>/dev/null; then
+  echo "mutants: base $base (.ci/mutants-base) is not a commit this checkout descends from" >&2
+  exit 1
+fi
+mkdir -p target
+diff="$root/target/mutants-changed.diff"
+# Against the working tree: committed and uncommitted changes alike.
+git diff "$base" -- 'crates/*.rs' > "$diff"
+echo "mutants: lines changed since $(git log -1 --format='%h %s' "$base" | cut -c1-72)" >&2
+exec "$root/tests/mutants/run.sh" --in-diff "$diff" "$@"
