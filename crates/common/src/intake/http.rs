@@ -179,7 +179,78 @@ fn percent_decode(value: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::intake::{Intake, read_value};
+    use crate::model::Lifecycle;
+
+    fn ready() -> String {
+        json!({
+            "specversion": "1.0", "id": "e1", "source": "s", "type": "io.crossplane.managed.ready",
+            "data": {"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": "db"}
+        })
+        .to_string()
+    }
+
+    fn request(change: impl FnOnce(&mut Value)) -> Result<Vec<ResourceEvent>, IntakeError> {
+        let mut request = json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": "/",
+            "headers": {"Content-Type": "application/cloudevents+json"},
+            "requestContext": {"http": {"method": "POST", "path": "/"}, "timeEpoch": 1},
+            "body": ready(), "isBase64Encoded": false
+        });
+        change(&mut request);
+        match read_value(request) {
+            Ok(Intake::Http(result)) => result,
+            other => panic!("not HTTP: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_request() {
+        assert_eq!(request(|_| {}).unwrap()[0].lifecycle, Lifecycle::Ready);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(ready());
+        let events = request(|r| {
+            r["body"] = encoded.into();
+            r["isBase64Encoded"] = true.into();
+        });
+        assert_eq!(events.unwrap()[0].lifecycle, Lifecycle::Ready);
+        // Without requestContext.http (or its method) a request is taken as POST, as before.
+        let events = request(|r| r["requestContext"] = json!({}));
+        assert_eq!(events.unwrap()[0].lifecycle, Lifecycle::Ready);
+    }
+
+    #[test]
+    fn malformed_requests_name_the_field() {
+        let cases: [(Box<dyn FnOnce(&mut Value)>, &str); 10] = [
+            (Box::new(|r| r["headers"]["X-A"] = json!(1)), "headers.X-A"),
+            (Box::new(|r| r["headers"]["x-b"] = json!(["a", "b"])), "headers.x-b"),
+            (Box::new(|r| r["headers"] = json!("text/plain")), "headers"),
+            (Box::new(|r| r["body"] = json!({"a": 1})), "body"),
+            (Box::new(|r| r["body"] = Value::Null), "body"),
+            (Box::new(|r| r["body"] = json!("{")), "body"),
+            (Box::new(|r| r["body"] = json!("[]")), "body"),
+            (
+                Box::new(|r| {
+                    r["body"] = json!("%%%");
+                    r["isBase64Encoded"] = true.into();
+                }),
+                "body",
+            ),
+            (Box::new(|r| r["isBase64Encoded"] = json!("yes")), "isBase64Encoded"),
+            (
+                Box::new(|r| r["requestContext"]["http"]["method"] = json!("PUT")),
+                "requestContext.http.method",
+            ),
+        ];
+        for (change, at) in cases {
+            let err = request(change).unwrap_err();
+            assert_eq!(err.at, at, "{err}");
+        }
+        let err = request(|r| r["body"] = json!(ready().replace("\"id\":\"e1\"", "\"id\":\"\""))).unwrap_err();
+        assert_eq!(err.at, "body.id", "{err}");
+    }
 
     #[test]
     fn percent_decoding() {
