@@ -280,3 +280,62 @@ pub(crate) fn rds_event(envelope: EventBridgeEvent) -> Result<ResourceEvent, Int
     resource_event.message = detail.message;
     Ok(resource_event)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn exporter(involved: Value) -> Result<ResourceEvent, IntakeError> {
+        let event = json!({"involvedObject": involved, "reason": "CreatedExternalResource", "count": 2,
+                           "metadata": {"uid": "ev"}, "source": {"component": "crossplane"}});
+        kubernetes_event(event.as_object().unwrap())
+    }
+
+    #[test]
+    fn an_exporter_event_builds_the_resource_it_names() {
+        let involved = json!({
+            "apiVersion": "rds.aws.m.upbound.io/v1beta1", "kind": "Instance", "name": "db",
+            "namespace": "team-a", "uid": "u1", "labels": {"crossplane.io/claim-name": "orders"},
+            "annotations": {"crossplane.io/external-name": "db-x"}
+        });
+        let e = exporter(involved).unwrap();
+        assert_eq!((e.id.as_str(), e.source.as_str()), ("ev:2", "k8s-events/crossplane"));
+        assert_eq!(e.lifecycle, Lifecycle::Updated);
+        assert_eq!(e.resource.external_name.as_deref(), Some("db-x"));
+        assert_eq!(e.resource.uid.as_deref(), Some("u1"));
+        assert!(e.resource.labels_known && e.resource.object.is_none());
+        let e =
+            exporter(json!({"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": "db"})).unwrap();
+        assert!(!e.resource.labels_known, "the exporter did not copy the labels");
+    }
+
+    #[test]
+    fn a_malformed_involved_object_names_the_field() {
+        let base = || json!({"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": "db"});
+        let cases = [
+            ("apiVersion", json!("a/"), "involvedObject.apiVersion"),
+            ("kind", json!(""), "involvedObject.kind"),
+            ("name", json!(""), "involvedObject.name"),
+            ("labels", json!({"a": 1}), "involvedObject.labels.a"),
+            ("annotations", json!([]), "involvedObject.annotations"),
+        ];
+        for (field, value, at) in cases {
+            let mut involved = base();
+            involved[field] = value;
+            assert_eq!(exporter(involved).unwrap_err().at, at, "{field}");
+        }
+    }
+
+    #[test]
+    fn an_rds_event_with_an_empty_crossplane_name_is_refused() {
+        let event: EventBridgeEvent = serde_json::from_value(json!({
+            "detail-type": "RDS DB Instance Event", "source": "aws.rds", "detail": {
+                "EventID": "RDS-EVENT-0005", "SourceType": "DB_INSTANCE", "SourceIdentifier": "db",
+                "Tags": {"crossplane-kind": "instance.rds.aws.m.upbound.io", "crossplane-name": ""}}
+        }))
+        .unwrap();
+        assert_eq!(rds_event(event).unwrap_err().at, "detail.name");
+    }
+}
