@@ -1,8 +1,10 @@
 //! One model for "this Crossplane managed resource is in this state": [`ResourceEvent`].
 //!
 //! Every input shape becomes a [`ProfileEvent`] (a CloudEvent of our profile, ARCHITECTURE.md §3),
-//! and every profile event becomes a [`ResourceEvent`] through [`ResourceEvent::from_profile`],
-//! which applies the lifecycle rules of ARCHITECTURE.md §4 in one place.
+//! and every profile event becomes a [`ResourceEvent`] through [`ResourceEvent::from_profile`];
+//! adapters that know a resource without its object build the [`ManagedResource`] directly. Both
+//! end in `ResourceEvent::from_resource`, which applies the lifecycle rules of ARCHITECTURE.md §4
+//! in one place.
 
 use std::collections::BTreeMap;
 
