@@ -223,7 +223,8 @@ mod tests {
 
     #[test]
     fn malformed_requests_name_the_field() {
-        let cases: [(Box<dyn FnOnce(&mut Value)>, &str); 10] = [
+        type Change = Box<dyn FnOnce(&mut Value)>;
+        let cases: [(Change, &str); 10] = [
             (Box::new(|r| r["headers"]["X-A"] = json!(1)), "headers.X-A"),
             (Box::new(|r| r["headers"]["x-b"] = json!(["a", "b"])), "headers.x-b"),
             (Box::new(|r| r["headers"] = json!("text/plain")), "headers"),
