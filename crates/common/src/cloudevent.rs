@@ -25,16 +25,22 @@ const CORE_MEMBERS: &[&str] = &[
     "data_base64",
 ];
 
-/// Parses one CloudEvent in structured JSON mode.
+/// Parses one CloudEvent in structured JSON mode, from a borrowed value (a copy is parsed).
 pub fn parse_event(value: &Value) -> Result<Event, IntakeError> {
+    parse_owned(value.clone())
+}
+
+/// Parses one CloudEvent in structured JSON mode, taking the value: the production path, which
+/// moves the event's `data` into the [`Event`] instead of copying it.
+pub fn parse_owned(value: Value) -> Result<Event, IntakeError> {
     let object = value.as_object().ok_or_else(|| {
         IntakeError::new(
             "$",
-            format!("a CloudEvent must be a JSON object, found {}", json_kind(value)),
+            format!("a CloudEvent must be a JSON object, found {}", json_kind(&value)),
         )
     })?;
     check_attributes(object)?;
-    serde_json::from_value::<Event>(value.clone())
+    serde_json::from_value::<Event>(value)
         .map_err(|e| IntakeError::new("$", format!("not a valid CloudEvent 1.0: {e}")))
 }
 

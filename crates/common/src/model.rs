@@ -1,8 +1,10 @@
 //! One model for "this Crossplane managed resource is in this state": [`ResourceEvent`].
 //!
 //! Every input shape becomes a [`ProfileEvent`] (a CloudEvent of our profile, ARCHITECTURE.md §3),
-//! and every profile event becomes a [`ResourceEvent`] through [`ResourceEvent::from_profile`],
-//! which applies the lifecycle rules of ARCHITECTURE.md §4 in one place.
+//! and every profile event becomes a [`ResourceEvent`] through [`ResourceEvent::from_profile`];
+//! adapters that know a resource without its object build the [`ManagedResource`] directly. Both
+//! end in `ResourceEvent::from_resource`, which applies the lifecycle rules of ARCHITECTURE.md §4
+//! in one place.
 
 use std::collections::BTreeMap;
 
@@ -105,10 +107,16 @@ pub struct ManagedResource {
 }
 
 impl ManagedResource {
-    /// From the object as Kubernetes serves it.
+    /// From the object as Kubernetes serves it (a copy is kept; see [`ManagedResource::from_value`]).
     pub fn from_object(object: &Value) -> Result<Self, IntakeError> {
-        let (group, version) = api_version(object)?;
-        let kind = required_str(object, "kind")?;
+        Self::from_value(object.clone())
+    }
+
+    /// From the object as Kubernetes serves it, taking it: what intake does, so the object an
+    /// event carried is kept without a copy.
+    pub fn from_value(object: Value) -> Result<Self, IntakeError> {
+        let (group, version) = api_version(&object)?;
+        let kind = required_str(&object, "kind")?.to_string();
         let metadata = object
             .get("metadata")
             .filter(|m| m.is_object())
@@ -117,11 +125,12 @@ impl ManagedResource {
             .get("name")
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
-            .ok_or_else(|| IntakeError::new("metadata.name", "is missing or empty"))?;
+            .ok_or_else(|| IntakeError::new("metadata.name", "is missing or empty"))?
+            .to_string();
         let labels = string_map(metadata.get("labels"), "metadata.labels")?;
         let annotations = string_map(metadata.get("annotations"), "metadata.annotations")?;
         let for_provider = object.pointer("/spec/forProvider");
-        let known = kinds::lookup(&group, kind);
+        let known = kinds::lookup(&group, &kind);
         let external_name = annotations
             .get(EXTERNAL_NAME_ANNOTATION)
             .filter(|n| !n.is_empty())
@@ -130,23 +139,65 @@ impl ManagedResource {
                 let field = known?.identifier_field?;
                 for_provider?.get(field)?.as_str().map(str::to_string)
             });
+        let namespace = opt_str(metadata.get("namespace"));
+        let uid = opt_str(metadata.get("uid"));
+        let deletion_timestamp = opt_str(metadata.get("deletionTimestamp"));
+        let region = opt_str(for_provider.and_then(|f| f.get("region")));
+        let conditions = conditions(&object)?;
+        let arn = opt_str(object.pointer("/status/atProvider/arn"));
+        Ok(ManagedResource {
+            group,
+            version,
+            kind,
+            namespace,
+            name,
+            uid,
+            external_name,
+            region,
+            labels,
+            annotations,
+            conditions,
+            arn,
+            deletion_timestamp,
+            object: Some(object),
+            identity_verified: true,
+            labels_known: true,
+        })
+    }
+
+    /// From the `involvedObject` of a Kubernetes Event: a reference with the object's labels and
+    /// annotations when the exporter copied them (then, and only then, `labels_known`).
+    pub(crate) fn from_involved_object(involved: &Value) -> Result<Self, IntakeError> {
+        let (group, version) = api_version(involved)?;
+        let kind = required_str(involved, "kind")?;
+        let name = involved
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| IntakeError::new("name", "is missing or empty"))?;
+        let labels = string_map(involved.get("labels"), "labels")?;
+        let annotations = string_map(involved.get("annotations"), "annotations")?;
+        let external_name = annotations
+            .get(EXTERNAL_NAME_ANNOTATION)
+            .filter(|n| !n.is_empty())
+            .cloned();
         Ok(ManagedResource {
             group,
             version,
             kind: kind.to_string(),
-            namespace: opt_str(metadata.get("namespace")),
+            namespace: opt_str(involved.get("namespace")),
             name: name.to_string(),
-            uid: opt_str(metadata.get("uid")),
+            uid: opt_str(involved.get("uid")),
             external_name,
-            region: opt_str(for_provider.and_then(|f| f.get("region"))),
+            region: None,
             labels,
             annotations,
-            conditions: conditions(object)?,
-            arn: opt_str(object.pointer("/status/atProvider/arn")),
-            deletion_timestamp: opt_str(metadata.get("deletionTimestamp")),
-            object: Some(object.clone()),
+            conditions: Vec::new(),
+            arn: None,
+            deletion_timestamp: None,
+            object: None,
             identity_verified: true,
-            labels_known: true,
+            labels_known: involved.get("labels").is_some_and(Value::is_object),
         })
     }
 
@@ -272,16 +323,23 @@ pub struct ResourceEvent {
 }
 
 impl ResourceEvent {
-    /// Applies the lifecycle rules (ARCHITECTURE.md §4) to a profile event.
+    /// Applies the lifecycle rules (ARCHITECTURE.md §4) to a profile event, taking its data.
     pub fn from_profile(event: ProfileEvent) -> Result<Self, IntakeError> {
-        let data = &event.data;
+        let ProfileEvent {
+            id,
+            source,
+            subject,
+            time,
+            signal,
+            data,
+        } = event;
         let resource = if data.get("metadata").is_some() {
-            ManagedResource::from_object(data)
+            ManagedResource::from_value(data)
         } else {
-            ManagedResource::from_reference(data)
+            ManagedResource::from_reference(&data)
         }
         .map_err(|e| e.within("data"))?;
-        if let Some(subject) = &event.subject {
+        if let Some(subject) = &subject {
             let expected = resource.subject();
             if *subject != expected {
                 return Err(IntakeError::new(
@@ -290,17 +348,30 @@ impl ResourceEvent {
                 ));
             }
         }
-        let judged = judge(&resource, event.signal, event.time.as_deref());
-        Ok(ResourceEvent {
-            id: event.id,
-            source: event.source,
-            time: event.time,
+        Ok(Self::from_resource(id, source, time, signal, resource))
+    }
+
+    /// Applies the lifecycle rules (ARCHITECTURE.md §4) to a resource an adapter built itself
+    /// (an exporter event, an `aws.rds` event): the one place they are applied, with
+    /// [`ResourceEvent::from_profile`].
+    pub(crate) fn from_resource(
+        id: String,
+        source: String,
+        time: Option<String>,
+        signal: Signal,
+        resource: ManagedResource,
+    ) -> Self {
+        let judged = judge(&resource, signal, time.as_deref());
+        ResourceEvent {
+            id,
+            source,
+            time,
             lifecycle: judged.lifecycle,
             transition_time: judged.transition_time,
             reason: judged.reason,
             message: judged.message,
             resource,
-        })
+        }
     }
 }
 

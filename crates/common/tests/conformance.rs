@@ -1,10 +1,13 @@
 //! The CloudEvents specification's own JSON-format conformance cases (copied from
 //! cloudevents/conformance, see `data/cloudevents-json/README.md`): every valid case parses,
 //! every invalid case is rejected with an error that says where. Run through
-//! `intake::structured`, the step every structured event and batch takes in production.
+//! `intake::structured`, the step every structured event and batch takes in production, and
+//! through `intake::read_payload`, the entry the runtime calls: production validates every case
+//! as the suite does, and refuses a valid one only for our profile (no managed resource).
 
 use cloudevents::AttributesReader;
-use common::intake::structured;
+use common::IntakeError;
+use common::intake::{Intake, read_payload, structured};
 use serde_json::Value;
 
 fn cases(file: &str) -> Vec<(String, Value)> {
@@ -80,5 +83,56 @@ fn the_checks_the_sdk_leaves_out() {
     for (id, at) in expect {
         let event = &cases.iter().find(|(case, _)| case == id).unwrap().1;
         assert_eq!(structured(event).unwrap_err().at, at, "{id}");
+    }
+}
+
+/// A case as production receives it: the raw payload through `read_payload`, the entry the
+/// runtime calls for every invocation.
+fn production(payload: &Value) -> Result<Intake, IntakeError> {
+    read_payload(payload.to_string().as_bytes())
+}
+
+/// Whether an error comes from our profile (the step after CloudEvents validation): the spec's
+/// sample events carry no managed resource (`data`) and a type this suite does not handle.
+fn refused_by_our_profile(err: &IntakeError) -> bool {
+    let field = err.at.rsplit(['.', ']']).next().unwrap_or_default();
+    (field == "data" || field == "type") && !err.reason.contains("CloudEvent 1.0")
+}
+
+#[test]
+fn production_accepts_every_valid_event_as_a_cloudevent() {
+    for (id, event) in cases("valid-events.json") {
+        let err = production(&event).expect_err(&id);
+        assert!(refused_by_our_profile(&err), "{id}: refused before our profile: {err}");
+    }
+    for (id, batch) in cases("valid-batches.json") {
+        match production(&batch) {
+            Ok(Intake::Direct(events)) => assert!(events.is_empty(), "{id}"),
+            Ok(other) => panic!("{id}: {other:?}"),
+            Err(err) => assert!(refused_by_our_profile(&err), "{id}: refused before our profile: {err}"),
+        }
+    }
+}
+
+#[test]
+fn production_rejects_every_invalid_event_as_the_suite_does() {
+    let is_cloudevent = |v: &Value| v.get("specversion").is_some();
+    for (id, event) in cases("invalid-events.json") {
+        let err = production(&event).expect_err(&format!("{id} was accepted"));
+        if is_cloudevent(&event) {
+            assert_eq!(Err(err), structured(&event).map(|_| ()), "{id}");
+        } else {
+            assert_eq!(err.at, "$", "{id}: not a CloudEvent at all: {err}");
+        }
+    }
+    for (id, batch) in cases("invalid-batches.json") {
+        let err = production(&batch).expect_err(&format!("{id} was accepted"));
+        assert!(err.at.starts_with('['), "{id}: the error names the member: {err:?}");
+        if batch
+            .as_array()
+            .is_some_and(|members| members.iter().all(is_cloudevent))
+        {
+            assert_eq!(Err(err), structured(&batch).map(|_| ()), "{id}");
+        }
     }
 }

@@ -1,13 +1,20 @@
 //! The non-CloudEvent Crossplane shapes (ARCHITECTURE.md §2), adapted into events of our profile:
 //! Knative ApiServerSource, Argo Events resource events, kubernetes-event-exporter events and
-//! EventBridge `aws.rds` events.
+//! EventBridge `aws.rds` events. The shapes that name a resource without carrying its object
+//! (exporter events, `aws.rds`) build the [`ManagedResource`] directly.
 
+use std::collections::BTreeMap;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value, json};
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
+use super::eventbridge::RDS_SOURCE;
+use super::typed;
 use crate::error::IntakeError;
 use crate::kinds;
-use crate::model::{EXTERNAL_NAME_ANNOTATION, Lifecycle, ProfileEvent, ResourceEvent, Signal};
+use crate::model::{EXTERNAL_NAME_ANNOTATION, Lifecycle, ManagedResource, ProfileEvent, ResourceEvent, Signal};
 
 pub const KNATIVE_PREFIX: &str = "dev.knative.apiserver.";
 
@@ -60,12 +67,13 @@ pub(crate) fn is_argo_resource_event(value: &Value) -> bool {
 }
 
 /// Argo Events resource event source: `{type: ADD|UPDATE|DELETE, body, oldBody, group, version, resource}`.
-/// `envelope` gives the id, source and time of a CloudEvent that carried it.
+/// `envelope` gives the id, source and time of a CloudEvent that carried it. The `body` is
+/// taken, not copied.
 pub(crate) fn argo_resource_event(
-    value: &Value,
+    mut value: Value,
     envelope: Option<(&str, String, Option<String>)>,
 ) -> Result<ProfileEvent, IntakeError> {
-    let body = value.get("body").cloned().unwrap_or(Value::Null);
+    let body = value.get_mut("body").map(Value::take).unwrap_or(Value::Null);
     let ty = value.get("type").and_then(Value::as_str).unwrap_or_default();
     let signal = match ty {
         "DELETE" => Signal::Delete,
@@ -125,15 +133,8 @@ pub(crate) fn kubernetes_event(event: &Map<String, Value>) -> Result<ResourceEve
         r if warning && r.starts_with("Cannot") => Lifecycle::Failed,
         _ => Lifecycle::Observed,
     };
-    let field = |name: &str| involved.get(name).cloned().unwrap_or(Value::Null);
-    let mut metadata = json!({"name": field("name"), "uid": field("uid")});
-    for optional in ["namespace", "labels", "annotations"] {
-        if let Some(value) = involved.get(optional).filter(|v| !v.is_null()) {
-            metadata[optional] = value.clone();
-        }
-    }
-    // No conditions in this partial object: the event's reason decides the lifecycle.
-    let data = json!({"apiVersion": field("apiVersion"), "kind": field("kind"), "metadata": metadata});
+    // No conditions in this partial resource: the event's reason decides the lifecycle.
+    let resource = ManagedResource::from_involved_object(involved).map_err(|e| e.within("involvedObject"))?;
     // When the episode began: a repeated event keeps its first time (its count and last time
     // grow with every repetition); `eventTime` is the first time of the events.k8s.io/v1 form.
     let time = ["firstTimestamp", "eventTime", "lastTimestamp"]
@@ -153,39 +154,55 @@ pub(crate) fn kubernetes_event(event: &Map<String, Value>) -> Result<ResourceEve
         .or_else(|| event.get("reportingComponent").and_then(Value::as_str))
         .unwrap_or("kubernetes");
     let message = event.get("message").and_then(Value::as_str).map(str::to_string);
-    let mut resource_event = ResourceEvent::from_profile(ProfileEvent {
-        id: format!("{uid}:{count}"),
-        source: format!("k8s-events/{component}"),
-        subject: None,
+    let mut resource_event = ResourceEvent::from_resource(
+        format!("{uid}:{count}"),
+        format!("k8s-events/{component}"),
         time,
-        signal: Signal::Stated(lifecycle),
-        data,
-    })
-    .map_err(|e| relocate(e, "involvedObject"))?;
-    // The exporter copies the object's labels only when configured to.
-    resource_event.resource.labels_known = involved.get("labels").is_some_and(Value::is_object);
+        Signal::Stated(lifecycle),
+        resource,
+    );
     resource_event.reason = Some(reason.to_string()).filter(|r| !r.is_empty());
     resource_event.message = message;
     Ok(resource_event)
 }
 
+/// The `detail` of an EventBridge `aws.rds` event: what intake reads of it.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RdsDetail {
+    #[serde(rename = "EventID", default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    source_identifier: Option<String>,
+    #[serde(default)]
+    source_type: Option<String>,
+    #[serde(default)]
+    source_arn: Option<String>,
+    #[serde(default)]
+    tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    date: Option<String>,
+}
+
 /// EventBridge `aws.rds` events (`RDS DB Instance Event`, `RDS DB Cluster Event`).
 /// Crossplane's tags in `detail.Tags` lead back to the managed resource; without them the
-/// identity is read from the live resource's tags during resolution.
-pub(crate) fn rds_event(envelope: &Map<String, Value>) -> Result<ResourceEvent, IntakeError> {
-    let detail = envelope
-        .get("detail")
-        .and_then(Value::as_object)
-        .ok_or_else(|| IntakeError::new("detail", "must be an object"))?;
-    let text = |map: &Map<String, Value>, key: &str| map.get(key).and_then(Value::as_str).map(str::to_string);
-    let event_id = text(detail, "EventID").ok_or_else(|| IntakeError::new("detail.EventID", "is missing"))?;
+/// identity is read from the live resource's tags during resolution. The managed resource is
+/// built directly: an AWS event carries no Kubernetes object.
+pub(crate) fn rds_event(envelope: EventBridgeEvent) -> Result<ResourceEvent, IntakeError> {
+    let detail: RdsDetail = typed(envelope.detail).map_err(|e| e.within("detail"))?;
+    let event_id = detail
+        .event_id
+        .ok_or_else(|| IntakeError::new("detail.EventID", "is missing"))?;
     // Some producers put the documentation URL in EventID: keep the RDS-EVENT-NNNN part.
     let event_code = event_id.rsplit(['#', '/']).next().unwrap_or(&event_id).to_string();
-    let identifier = text(detail, "SourceIdentifier")
-        .map(|id| id.strip_prefix("rds:").unwrap_or(&id).to_string())
+    let identifier = detail
+        .source_identifier
+        .map(|id| id.strip_prefix("rds:").map(str::to_string).unwrap_or(id))
         .filter(|id| !id.is_empty())
         .ok_or_else(|| IntakeError::new("detail.SourceIdentifier", "is missing or empty"))?;
-    let cluster = match text(detail, "SourceType").as_deref() {
+    let cluster = match detail.source_type.as_deref() {
         Some("DB_INSTANCE") => false,
         Some("CLUSTER") => true,
         other => {
@@ -200,24 +217,18 @@ pub(crate) fn rds_event(envelope: &Map<String, Value>) -> Result<ResourceEvent, 
         (false, "RDS-EVENT-0003") | (true, "RDS-EVENT-0171") => Lifecycle::Deleted,
         _ => Lifecycle::Observed,
     };
-    let region = text(envelope, "region");
-    let account = text(envelope, "account");
-    let arn = text(detail, "SourceArn").or_else(|| {
+    let (region, account) = (envelope.region, envelope.account);
+    let arn = detail.source_arn.or_else(|| {
         let (region, account) = (region.as_ref()?, account.as_ref()?);
         let partition = crate::resolve::partition(region);
         let ty = if cluster { "cluster" } else { "db" };
         Some(format!("arn:{partition}:rds:{region}:{account}:{ty}:{identifier}"))
     });
-    let tags = detail.get("Tags").and_then(Value::as_object);
-    let tag = |key: &str| {
-        tags.and_then(|t| t.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let identity = tag("crossplane-kind")
-        .as_deref()
-        .and_then(kinds::from_crossplane_kind_tag);
-    let identity_verified = identity.is_some() && tag("crossplane-name").is_some();
+    let mut tags = detail.tags.unwrap_or_default();
+    let identity = tags
+        .get("crossplane-kind")
+        .and_then(|tag| kinds::from_crossplane_kind_tag(tag));
+    let identity_verified = identity.is_some() && tags.contains_key("crossplane-name");
     let (kind, group) = match identity {
         Some((known, group)) if identity_verified => (known.kind, group),
         // A placeholder identity, replaced by the live resource's tags during resolution.
@@ -227,43 +238,104 @@ pub(crate) fn rds_event(envelope: &Map<String, Value>) -> Result<ResourceEvent, 
         ),
     };
     let version = kinds::lookup(&group, kind).map_or(kinds::NAMESPACED_VERSION, |k| kinds::default_version(&group, k));
-    let mut metadata = json!({
-        "name": tag("crossplane-name").filter(|_| identity_verified).unwrap_or_else(|| identifier.clone()),
-        "annotations": {EXTERNAL_NAME_ANNOTATION: identifier},
-    });
+    let name = tags
+        .remove("crossplane-name")
+        .filter(|_| identity_verified)
+        .unwrap_or_else(|| identifier.clone());
+    if name.is_empty() {
+        return Err(IntakeError::new("detail.name", "is missing or empty"));
+    }
     // Only a namespaced kind's crossplane-namespace is the provider's (see resolve::check_managed).
     let namespaced = kinds::split_group(&group).is_some_and(|(_, namespaced)| namespaced);
-    if let Some(namespace) = tag("crossplane-namespace").filter(|_| identity_verified && namespaced) {
-        metadata["namespace"] = Value::String(namespace);
-    }
-    let data = json!({
-        "apiVersion": format!("{group}/{version}"),
-        "kind": kind,
-        "metadata": metadata,
-        "spec": {"forProvider": {"region": region}},
-        "status": {"atProvider": {"arn": arn}},
-    });
-    let mut resource_event = ResourceEvent::from_profile(ProfileEvent {
-        id: text(envelope, "id").unwrap_or_else(|| format!("{identifier}:{event_code}")),
-        source: "aws.rds".to_string(),
-        subject: None,
-        time: text(envelope, "time").or_else(|| text(detail, "Date")),
-        signal: Signal::Stated(lifecycle),
-        data,
-    })
-    .map_err(|e| relocate(e, "detail"))?;
-    resource_event.resource.identity_verified = identity_verified;
-    // An AWS event carries no Kubernetes labels.
-    resource_event.resource.labels_known = false;
+    let namespace = tags
+        .remove("crossplane-namespace")
+        .filter(|namespace| identity_verified && namespaced && !namespace.is_empty());
+    let resource = ManagedResource {
+        version: version.to_string(),
+        kind: kind.to_string(),
+        namespace,
+        name,
+        uid: None,
+        external_name: Some(identifier.clone()),
+        region: region.filter(|r| !r.is_empty()),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::from([(EXTERNAL_NAME_ANNOTATION.to_string(), identifier.clone())]),
+        conditions: Vec::new(),
+        arn: arn.filter(|a| !a.is_empty()),
+        deletion_timestamp: None,
+        object: None,
+        identity_verified,
+        // An AWS event carries no Kubernetes labels.
+        labels_known: false,
+        group,
+    };
+    let mut resource_event = ResourceEvent::from_resource(
+        envelope.id.unwrap_or_else(|| format!("{identifier}:{event_code}")),
+        RDS_SOURCE.to_string(),
+        envelope.time.as_ref().map(rfc3339).or(detail.date),
+        Signal::Stated(lifecycle),
+        resource,
+    );
     resource_event.reason = Some(event_code);
-    resource_event.message = text(detail, "Message");
+    resource_event.message = detail.message;
     Ok(resource_event)
 }
 
-/// An error in the partial object an adapter built, named by where its field came from.
-fn relocate(mut error: IntakeError, outer: &str) -> IntakeError {
-    let inner = error.at.strip_prefix("data.").unwrap_or(&error.at);
-    let inner = inner.strip_prefix("metadata.").unwrap_or(inner).to_string();
-    error.at = inner;
-    error.within(outer)
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn exporter(involved: Value) -> Result<ResourceEvent, IntakeError> {
+        let event = json!({"involvedObject": involved, "reason": "CreatedExternalResource", "count": 2,
+                           "metadata": {"uid": "ev"}, "source": {"component": "crossplane"}});
+        kubernetes_event(event.as_object().unwrap())
+    }
+
+    #[test]
+    fn an_exporter_event_builds_the_resource_it_names() {
+        let involved = json!({
+            "apiVersion": "rds.aws.m.upbound.io/v1beta1", "kind": "Instance", "name": "db",
+            "namespace": "team-a", "uid": "u1", "labels": {"crossplane.io/claim-name": "orders"},
+            "annotations": {"crossplane.io/external-name": "db-x"}
+        });
+        let e = exporter(involved).unwrap();
+        assert_eq!((e.id.as_str(), e.source.as_str()), ("ev:2", "k8s-events/crossplane"));
+        assert_eq!(e.lifecycle, Lifecycle::Updated);
+        assert_eq!(e.resource.external_name.as_deref(), Some("db-x"));
+        assert_eq!(e.resource.uid.as_deref(), Some("u1"));
+        assert!(e.resource.labels_known && e.resource.object.is_none());
+        let e =
+            exporter(json!({"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": "db"})).unwrap();
+        assert!(!e.resource.labels_known, "the exporter did not copy the labels");
+    }
+
+    #[test]
+    fn a_malformed_involved_object_names_the_field() {
+        let base = || json!({"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": "db"});
+        let cases = [
+            ("apiVersion", json!("a/"), "involvedObject.apiVersion"),
+            ("kind", json!(""), "involvedObject.kind"),
+            ("name", json!(""), "involvedObject.name"),
+            ("labels", json!({"a": 1}), "involvedObject.labels.a"),
+            ("annotations", json!([]), "involvedObject.annotations"),
+        ];
+        for (field, value, at) in cases {
+            let mut involved = base();
+            involved[field] = value;
+            assert_eq!(exporter(involved).unwrap_err().at, at, "{field}");
+        }
+    }
+
+    #[test]
+    fn an_rds_event_with_an_empty_crossplane_name_is_refused() {
+        let event: EventBridgeEvent = serde_json::from_value(json!({
+            "detail-type": "RDS DB Instance Event", "source": "aws.rds", "detail": {
+                "EventID": "RDS-EVENT-0005", "SourceType": "DB_INSTANCE", "SourceIdentifier": "db",
+                "Tags": {"crossplane-kind": "instance.rds.aws.m.upbound.io", "crossplane-name": ""}}
+        }))
+        .unwrap();
+        assert_eq!(rds_event(event).unwrap_err().at, "detail.name");
+    }
 }

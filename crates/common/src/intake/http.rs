@@ -1,10 +1,19 @@
 //! HTTP requests from a Lambda Function URL or API Gateway v2 (payload format 2.0):
 //! CloudEvents in binary mode (`ce-*` headers) or structured mode, or any other shape as body.
+//!
+//! The request is typed here with the fields intake reads rather than with `aws_lambda_events`'
+//! `ApiGatewayV2httpRequest`, whose rules differ from what is accepted today: it requires
+//! `requestContext.http.method` (a request without it is taken as `POST`), its `HeaderMap`
+//! accepts a list of values where a header must be one string, refuses values with control
+//! characters, and names neither the header nor the problem in its error.
+
+use std::collections::BTreeMap;
 
 use base64::Engine;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::shapes;
+use super::{shapes, typed};
 use crate::cloudevent;
 use crate::error::IntakeError;
 use crate::model::ResourceEvent;
@@ -14,23 +23,51 @@ pub(crate) fn is_http_request(value: &Value) -> bool {
         && (value.get("rawPath").is_some() || value.get("routeKey").is_some() || value.get("headers").is_some())
 }
 
-pub(crate) fn events_from_request(request: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
+/// What intake reads of a request.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    #[serde(default)]
+    request_context: RequestContext,
+    /// Header names as sent; [`headers`] lower-cases them.
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    is_base64_encoded: Option<bool>,
+}
+
+#[derive(Default, Deserialize)]
+struct RequestContext {
+    #[serde(default)]
+    http: Option<HttpDescription>,
+}
+
+#[derive(Deserialize)]
+struct HttpDescription {
+    #[serde(default)]
+    method: Option<String>,
+}
+
+pub(crate) fn events_from_request(request: Value) -> Result<Vec<ResourceEvent>, IntakeError> {
+    let request: Request = typed(request)?;
     let method = request
-        .pointer("/requestContext/http/method")
-        .and_then(Value::as_str)
-        .unwrap_or("POST");
+        .request_context
+        .http
+        .and_then(|http| http.method)
+        .unwrap_or_else(|| "POST".to_string());
     if !method.eq_ignore_ascii_case("POST") {
         return Err(IntakeError::new(
             "requestContext.http.method",
             format!("{method} is not allowed; send POST"),
         ));
     }
-    let headers = headers(request)?;
-    let body = body(request)?;
+    let headers = headers(request.headers);
+    let body = body(request.body, request.is_base64_encoded == Some(true))?;
     let content_type = headers
         .get("content-type")
-        .and_then(Value::as_str)
-        .map(str::to_ascii_lowercase)
+        .map(|ct| ct.to_ascii_lowercase())
         .unwrap_or_default();
     if headers.contains_key("ce-specversion") {
         return binary_mode(&headers, &body).map(|e| vec![e]);
@@ -48,33 +85,21 @@ pub(crate) fn events_from_request(request: &Value) -> Result<Vec<ResourceEvent>,
             "batch mode carries a JSON array of CloudEvents",
         ));
     }
-    shapes::events_from_value(&value).map_err(|e| e.within("body"))
+    shapes::events_from_value(value).map_err(|e| e.within("body"))
 }
 
 /// Header names are case-insensitive: keep them lower-cased.
-fn headers(request: &Value) -> Result<Map<String, Value>, IntakeError> {
-    let Some(headers) = request.get("headers").filter(|h| !h.is_null()) else {
-        return Ok(Map::new());
-    };
-    let headers = headers
-        .as_object()
-        .ok_or_else(|| IntakeError::new("headers", "must be an object"))?;
+fn headers(headers: Option<BTreeMap<String, String>>) -> BTreeMap<String, String> {
     headers
-        .iter()
-        .map(|(name, value)| match value {
-            Value::String(_) => Ok((name.to_ascii_lowercase(), value.clone())),
-            _ => Err(IntakeError::new(format!("headers.{name}"), "must be a string")),
-        })
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
         .collect()
 }
 
-fn body(request: &Value) -> Result<Vec<u8>, IntakeError> {
-    let text = match request.get("body") {
-        None | Some(Value::Null) => return Err(IntakeError::new("body", "is missing")),
-        Some(Value::String(text)) => text,
-        Some(_) => return Err(IntakeError::new("body", "must be a string")),
-    };
-    if request.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
+fn body(text: Option<String>, base64: bool) -> Result<Vec<u8>, IntakeError> {
+    let text = text.ok_or_else(|| IntakeError::new("body", "is missing"))?;
+    if base64 {
         base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| {
             IntakeError::new(
                 "body",
@@ -82,22 +107,22 @@ fn body(request: &Value) -> Result<Vec<u8>, IntakeError> {
             )
         })
     } else {
-        Ok(text.clone().into_bytes())
+        Ok(text.into_bytes())
     }
 }
 
 /// CloudEvents HTTP binding, binary mode: attributes in `ce-*` headers (percent-encoded),
 /// `content-type` is `datacontenttype`, the body is the data.
-fn binary_mode(headers: &Map<String, Value>, body: &[u8]) -> Result<ResourceEvent, IntakeError> {
+fn binary_mode(headers: &BTreeMap<String, String>, body: &[u8]) -> Result<ResourceEvent, IntakeError> {
     let mut event = Map::new();
     for (name, value) in headers {
-        let (Some(attribute), Some(value)) = (name.strip_prefix("ce-"), value.as_str()) else {
+        let Some(attribute) = name.strip_prefix("ce-") else {
             continue;
         };
         let decoded = percent_decode(value).map_err(|reason| IntakeError::new(format!("headers.{name}"), reason))?;
         event.insert(attribute.to_string(), Value::String(decoded));
     }
-    let content_type = headers.get("content-type").and_then(Value::as_str);
+    let content_type = headers.get("content-type");
     if let Some(content_type) = content_type {
         event.insert("datacontenttype".into(), Value::String(content_type.to_string()));
     }
@@ -111,8 +136,8 @@ fn binary_mode(headers: &Map<String, Value>, body: &[u8]) -> Result<ResourceEven
         Value::String(String::from_utf8_lossy(body).into_owned())
     };
     event.insert("data".into(), data);
-    let event = cloudevent::parse_event(&Value::Object(event)).map_err(binary_location)?;
-    shapes::from_cloudevent(&event, None).map_err(binary_location)
+    let event = cloudevent::parse_owned(Value::Object(event)).map_err(binary_location)?;
+    shapes::from_cloudevent(event, None).map_err(binary_location)
 }
 
 /// Names an error in binary mode where the sender put the value: `data…` is the body,
@@ -154,7 +179,79 @@ fn percent_decode(value: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::intake::{Intake, read_value};
+    use crate::model::Lifecycle;
+
+    fn ready() -> String {
+        json!({
+            "specversion": "1.0", "id": "e1", "source": "s", "type": "io.crossplane.managed.ready",
+            "data": {"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": "db"}
+        })
+        .to_string()
+    }
+
+    fn request(change: impl FnOnce(&mut Value)) -> Result<Vec<ResourceEvent>, IntakeError> {
+        let mut request = json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": "/",
+            "headers": {"Content-Type": "application/cloudevents+json"},
+            "requestContext": {"http": {"method": "POST", "path": "/"}, "timeEpoch": 1},
+            "body": ready(), "isBase64Encoded": false
+        });
+        change(&mut request);
+        match read_value(request) {
+            Ok(Intake::Http(result)) => result,
+            other => panic!("not HTTP: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_request() {
+        assert_eq!(request(|_| {}).unwrap()[0].lifecycle, Lifecycle::Ready);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(ready());
+        let events = request(|r| {
+            r["body"] = encoded.into();
+            r["isBase64Encoded"] = true.into();
+        });
+        assert_eq!(events.unwrap()[0].lifecycle, Lifecycle::Ready);
+        // Without requestContext.http (or its method) a request is taken as POST, as before.
+        let events = request(|r| r["requestContext"] = json!({}));
+        assert_eq!(events.unwrap()[0].lifecycle, Lifecycle::Ready);
+    }
+
+    #[test]
+    fn malformed_requests_name_the_field() {
+        type Change = Box<dyn FnOnce(&mut Value)>;
+        let cases: [(Change, &str); 10] = [
+            (Box::new(|r| r["headers"]["X-A"] = json!(1)), "headers.X-A"),
+            (Box::new(|r| r["headers"]["x-b"] = json!(["a", "b"])), "headers.x-b"),
+            (Box::new(|r| r["headers"] = json!("text/plain")), "headers"),
+            (Box::new(|r| r["body"] = json!({"a": 1})), "body"),
+            (Box::new(|r| r["body"] = Value::Null), "body"),
+            (Box::new(|r| r["body"] = json!("{")), "body"),
+            (Box::new(|r| r["body"] = json!("[]")), "body"),
+            (
+                Box::new(|r| {
+                    r["body"] = json!("%%%");
+                    r["isBase64Encoded"] = true.into();
+                }),
+                "body",
+            ),
+            (Box::new(|r| r["isBase64Encoded"] = json!("yes")), "isBase64Encoded"),
+            (
+                Box::new(|r| r["requestContext"]["http"]["method"] = json!("PUT")),
+                "requestContext.http.method",
+            ),
+        ];
+        for (change, at) in cases {
+            let err = request(change).unwrap_err();
+            assert_eq!(err.at, at, "{err}");
+        }
+        let err = request(|r| r["body"] = json!(ready().replace("\"id\":\"e1\"", "\"id\":\"\""))).unwrap_err();
+        assert_eq!(err.at, "body.id", "{err}");
+    }
 
     #[test]
     fn percent_decoding() {

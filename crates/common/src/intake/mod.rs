@@ -1,17 +1,24 @@
 //! Intake: from the raw payload a function received to [`ResourceEvent`]s.
 //!
 //! Everything is recognised by its shape, with no configuration (ARCHITECTURE.md §2):
-//! transport envelopes (SQS, SNS, EventBridge, Function URL / API Gateway v2 HTTP requests),
-//! CloudEvents in structured mode (single, batch, Crossplane `Invocation` input with `tf`) or
-//! binary HTTP mode, and the non-CloudEvent Crossplane shapes adapted in [`adapters`].
+//! transport envelopes, one per file ([`sqs`], [`sns`], [`eventbridge`], [`http`]: Function URL /
+//! API Gateway v2), CloudEvents in structured mode (single, batch, Crossplane `Invocation` input
+//! with `tf`, in [`shapes`]) or binary HTTP mode, and the non-CloudEvent Crossplane shapes
+//! adapted in [`adapters`]. Envelopes are deserialised into types ([`typed`]), so an error names
+//! its field path (`Records[2].body.subject`). The payload is parsed once and each step takes
+//! ownership of its part: no object is copied on the way to its [`ResourceEvent`].
 //! Intake makes no AWS call: bad input is rejected before any side effect.
 
 pub mod adapters;
+mod eventbridge;
 mod http;
 mod shapes;
+mod sns;
+mod sqs;
 
 pub use shapes::{Structured, structured};
 
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::error::IntakeError;
@@ -44,69 +51,62 @@ pub struct SqsRecord {
 /// too deep, or an envelope that is itself malformed); errors inside one SQS record or one HTTP
 /// request are kept with that record or request instead, so the rest is still handled.
 pub fn read_payload(raw: &[u8]) -> Result<Intake, IntakeError> {
-    let value = parse_json(raw, "$")?;
-    read_value(&value)
+    read_value(parse_json(raw, "$")?)
 }
 
 /// As [`read_payload`], for a payload already parsed.
-pub fn read_value(value: &Value) -> Result<Intake, IntakeError> {
-    if let Some(records) = value.get("Records") {
-        return read_records(records);
+pub fn read_value(value: Value) -> Result<Intake, IntakeError> {
+    if value.get("Records").is_some() {
+        return read_records(value);
     }
-    if http::is_http_request(value) {
+    if http::is_http_request(&value) {
         return Ok(Intake::Http(http::events_from_request(value)));
     }
     shapes::events_from_value(value).map(Intake::Direct)
 }
 
-fn read_records(records: &Value) -> Result<Intake, IntakeError> {
-    let records = records
-        .as_array()
-        .ok_or_else(|| IntakeError::new("Records", "must be an array"))?;
+/// `{"Records": [...]}`: the first record's source says whose records they are.
+#[derive(Deserialize)]
+struct Records {
+    #[serde(rename = "Records")]
+    records: Vec<Value>,
+}
+
+fn read_records(value: Value) -> Result<Intake, IntakeError> {
+    let Records { records } = typed(value)?;
     let first = records.first().ok_or_else(|| IntakeError::new("Records", "is empty"))?;
-    if first.get("eventSource").and_then(Value::as_str) == Some("aws:sqs") {
-        let items = records
-            .iter()
-            .enumerate()
-            .map(|(i, record)| {
-                let at = format!("Records[{i}]");
-                let message_id = record
-                    .get("messageId")
-                    .and_then(Value::as_str)
-                    .filter(|id| !id.is_empty())
-                    .ok_or_else(|| IntakeError::new(format!("{at}.messageId"), "is missing or empty"))?;
-                let events = record
-                    .get("body")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| IntakeError::new("body", "is missing or not a string"))
-                    .and_then(|body| parse_json(body.as_bytes(), "body"))
-                    .and_then(|body| shapes::events_from_value(&body).map_err(|e| e.within("body")))
-                    .map_err(|e| e.within(&at));
-                Ok(SqsRecord {
-                    message_id: message_id.to_string(),
-                    events,
-                })
-            })
-            .collect::<Result<Vec<_>, IntakeError>>()?;
-        return Ok(Intake::Sqs(items));
+    if first
+        .get("eventSource")
+        .is_some_and(|source| source == sqs::EVENT_SOURCE)
+    {
+        return sqs::records(records).map(Intake::Sqs);
     }
-    if first.get("EventSource").and_then(Value::as_str) == Some("aws:sns") {
-        let mut events = Vec::new();
-        for (i, record) in records.iter().enumerate() {
-            let at = format!("Records[{i}].Sns.Message");
-            let message = record
-                .pointer("/Sns/Message")
-                .and_then(Value::as_str)
-                .ok_or_else(|| IntakeError::new(&at, "is missing or not a string"))?;
-            let message = parse_json(message.as_bytes(), &at)?;
-            events.extend(shapes::events_from_value(&message).map_err(|e| e.within(&at))?);
-        }
-        return Ok(Intake::Direct(events));
+    if first
+        .get("EventSource")
+        .is_some_and(|source| source == sns::EVENT_SOURCE)
+    {
+        return sns::records(records).map(Intake::Direct);
     }
     Err(IntakeError::new(
         "Records[0]",
         "is neither an SQS record (eventSource aws:sqs) nor an SNS record (EventSource aws:sns)",
     ))
+}
+
+/// Deserialises a typed envelope (or part of one), naming the field path of any error:
+/// `Records[2].messageId`, `detail.SourceType`, `$` for the value itself. The caller places the
+/// path inside its own with [`IntakeError::within`].
+pub(crate) fn typed<'de, T, D>(deserializer: D) -> Result<T, IntakeError>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+    D::Error: std::fmt::Display,
+{
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let at = if path == "." { "$".to_string() } else { path };
+        IntakeError::new(at, error.into_inner().to_string())
+    })
 }
 
 /// Parses JSON after the size and depth checks, naming `at` in any error.
@@ -175,5 +175,28 @@ mod tests {
         let e = read_payload(br#"{"Records":[{"eventSource":"aws:s3"}]}"#).unwrap_err();
         assert_eq!(e.at, "Records[0]");
         assert_eq!(read_payload(br#"{"Records":[]}"#).unwrap_err().reason, "is empty");
+        let e = read_payload(br#"{"Records":{"eventSource":"aws:sqs"}}"#).unwrap_err();
+        assert_eq!(e.at, "Records", "{e}");
+    }
+
+    #[test]
+    fn typed_names_the_path() {
+        #[derive(Debug, Deserialize)]
+        struct Inner {
+            #[allow(dead_code)]
+            name: String,
+        }
+        #[derive(Debug, Deserialize)]
+        struct Outer {
+            #[allow(dead_code)]
+            items: Vec<Inner>,
+        }
+        let value = serde_json::json!({"items": [{"name": "a"}, {"name": 1}]});
+        let e = typed::<Outer, _>(value).unwrap_err();
+        assert_eq!(e.at, "items[1].name");
+        assert!(e.reason.contains("expected a string"), "{e}");
+        let e = typed::<Outer, _>(serde_json::json!(42)).unwrap_err();
+        assert_eq!(e.at, "$");
+        assert_eq!(e.within("Records[0]").at, "Records[0]");
     }
 }

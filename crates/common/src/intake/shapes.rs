@@ -1,10 +1,12 @@
-//! Recognises one payload (or an SQS body, an SNS message, an EventBridge detail) by its shape.
+//! Recognises one payload (or an SQS body, an SNS message, an EventBridge detail) by its shape:
+//! structured CloudEvents (single, batch, `Invocation` input), and hands the envelopes and the
+//! adapted shapes to their own files.
 
 use cloudevents::event::Data;
 use cloudevents::{AttributesReader, Event};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::adapters;
+use super::{adapters, eventbridge, sns};
 use crate::cloudevent;
 use crate::error::IntakeError;
 use crate::model::{Lifecycle, ProfileEvent, ResourceEvent, Signal};
@@ -22,32 +24,40 @@ pub struct Structured {
 }
 
 /// Structured-mode CloudEvents: one object, or a JSON batch (an array) of them, each member
-/// valid or the whole refused, naming the member. The production path of every structured
-/// event and batch, and what the CloudEvents conformance suite runs.
+/// valid or the whole refused, naming the member. For a caller holding a borrowed value (the
+/// CloudEvents conformance suite): the production path [`structured_owned`] on a copy.
 pub fn structured(value: &Value) -> Result<Vec<Structured>, IntakeError> {
+    structured_owned(value.clone())
+}
+
+/// The production path of every structured event and batch, and what the CloudEvents
+/// conformance suite runs (`tests/conformance.rs`).
+pub(crate) fn structured_owned(value: Value) -> Result<Vec<Structured>, IntakeError> {
     match value {
         Value::Array(items) => items
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(i, item)| structured_one(item).map_err(|e| e.within(&format!("[{i}]"))))
             .collect(),
-        _ => structured_one(value).map(|one| vec![one]),
+        other => structured_one(other).map(|one| vec![one]),
     }
 }
 
-fn structured_one(value: &Value) -> Result<Structured, IntakeError> {
-    let Some(object) = value.as_object() else {
-        return Err(IntakeError::new(
-            "$",
-            format!("expected a CloudEvent object, found {}", cloudevent::json_kind(value)),
-        ));
+fn structured_one(value: Value) -> Result<Structured, IntakeError> {
+    let mut object = match value {
+        Value::Object(object) => object,
+        other => {
+            return Err(IntakeError::new(
+                "$",
+                format!("expected a CloudEvent object, found {}", cloudevent::json_kind(&other)),
+            ));
+        }
     };
-    let mut object = object.clone();
     let deleting = match object.remove(INVOCATION_KEY) {
         None => false,
         Some(tf) => invocation_action(&tf)? == "delete",
     };
-    let event = cloudevent::parse_event(&Value::Object(object))?;
+    let event = cloudevent::parse_owned(Value::Object(object))?;
     Ok(Structured { event, deleting })
 }
 
@@ -55,48 +65,48 @@ fn is_cloudevent(value: &Value) -> bool {
     value.get("specversion").is_some()
 }
 
-pub(crate) fn events_from_value(value: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
+pub(crate) fn events_from_value(value: Value) -> Result<Vec<ResourceEvent>, IntakeError> {
     match value {
         // A CloudEvents batch: validated as one, then each member read.
-        Value::Array(items) if !items.is_empty() && items.iter().all(is_cloudevent) => structured(value)?
-            .iter()
-            .enumerate()
-            .map(|(i, one)| from_structured(one).map_err(|e| e.within(&format!("[{i}]"))))
-            .collect(),
+        Value::Array(items) if !items.is_empty() && items.iter().all(is_cloudevent) => {
+            structured_owned(Value::Array(items))?
+                .into_iter()
+                .enumerate()
+                .map(|(i, one)| from_structured(one).map_err(|e| e.within(&format!("[{i}]"))))
+                .collect()
+        }
         Value::Array(items) => {
             let mut events = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.into_iter().enumerate() {
                 events.extend(single(item).map_err(|e| e.within(&format!("[{i}]")))?);
             }
             Ok(events)
         }
-        _ => single(value),
+        other => single(other),
     }
 }
 
-fn single(value: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
+fn single(value: Value) -> Result<Vec<ResourceEvent>, IntakeError> {
     let Some(object) = value.as_object() else {
         return Err(IntakeError::new(
             "$",
-            format!("expected an event object, found {}", cloudevent::json_kind(value)),
+            format!("expected an event object, found {}", cloudevent::json_kind(&value)),
         ));
     };
     if object.contains_key("specversion") {
-        return structured(value)?.iter().map(from_structured).collect();
+        return structured_owned(value)?.into_iter().map(from_structured).collect();
     }
-    if object.contains_key("detail-type") && object.contains_key("detail") {
-        return eventbridge(object);
+    if eventbridge::is_event(object) {
+        return eventbridge::events(value);
     }
-    if object.get("Type").and_then(Value::as_str) == Some("Notification") && object.contains_key("Message") {
-        // An SNS notification delivered to SQS without raw message delivery.
-        let message = object.get("Message").and_then(Value::as_str).unwrap_or_default();
-        let message = super::parse_json(message.as_bytes(), "Message")?;
-        return events_from_value(&message).map_err(|e| e.within("Message"));
+    if sns::is_notification(object) {
+        // An SNS notification delivered to SQS (or HTTP) without raw message delivery.
+        return sns::notification(value);
     }
     if object.contains_key("involvedObject") {
         return adapters::kubernetes_event(object).map(|e| vec![e]);
     }
-    if adapters::is_argo_resource_event(value) {
+    if adapters::is_argo_resource_event(&value) {
         return ResourceEvent::from_profile(adapters::argo_resource_event(value, None)?).map(|e| vec![e]);
     }
     Err(IntakeError::new(
@@ -106,8 +116,8 @@ fn single(value: &Value) -> Result<Vec<ResourceEvent>, IntakeError> {
     ))
 }
 
-fn from_structured(one: &Structured) -> Result<ResourceEvent, IntakeError> {
-    from_cloudevent(&one.event, one.deleting.then_some(Signal::Delete))
+fn from_structured(one: Structured) -> Result<ResourceEvent, IntakeError> {
+    from_cloudevent(one.event, one.deleting.then_some(Signal::Delete))
 }
 
 fn invocation_action(tf: &Value) -> Result<&str, IntakeError> {
@@ -123,9 +133,10 @@ fn invocation_action(tf: &Value) -> Result<&str, IntakeError> {
 
 /// Any validated CloudEvent (structured or binary) to a resource event, adapting the shapes
 /// that arrive as CloudEvents of another type.
-pub(crate) fn from_cloudevent(event: &Event, signal_override: Option<Signal>) -> Result<ResourceEvent, IntakeError> {
+pub(crate) fn from_cloudevent(mut event: Event, signal_override: Option<Signal>) -> Result<ResourceEvent, IntakeError> {
+    let (_, _, data) = event.take_data();
+    let data = event_data(data)?;
     let ty = event.ty();
-    let data = event_data(event)?;
     let time = event.time().map(adapters::rfc3339);
     let source = event.source().to_string();
     let profile = if let Some(lifecycle) = Lifecycle::from_event_type(ty) {
@@ -140,7 +151,7 @@ pub(crate) fn from_cloudevent(event: &Event, signal_override: Option<Signal>) ->
     } else if let Some(action) = ty.strip_prefix(adapters::KNATIVE_PREFIX) {
         adapters::knative(event.id(), source, time, action, data)?
     } else if adapters::is_argo_resource_event(&data) {
-        adapters::argo_resource_event(&data, Some((event.id(), source, time)))?
+        adapters::argo_resource_event(data, Some((event.id(), source, time)))?
     } else if ty.starts_with(crate::model::TYPE_PREFIX) {
         return Err(IntakeError::new(
             "type",
@@ -157,24 +168,16 @@ pub(crate) fn from_cloudevent(event: &Event, signal_override: Option<Signal>) ->
 }
 
 /// The event's data as JSON: our profile carries `application/json` only.
-fn event_data(event: &Event) -> Result<Value, IntakeError> {
-    match event.data() {
-        Some(Data::Json(value)) => Ok(value.clone()),
+fn event_data(data: Option<Data>) -> Result<Value, IntakeError> {
+    match data {
+        Some(Data::Json(value)) => Ok(value),
         Some(Data::String(text)) => super::parse_json(text.as_bytes(), "data")
             .map_err(|e| IntakeError::new("data", format!("must be JSON ({})", e.reason))),
-        Some(Data::Binary(bytes)) => super::parse_json(bytes, "data_base64")
+        Some(Data::Binary(bytes)) => super::parse_json(&bytes, "data_base64")
             .map_err(|e| IntakeError::new("data_base64", format!("must decode to JSON ({})", e.reason))),
         None => Err(IntakeError::new(
             "data",
             "is missing: the event must carry the managed resource",
         )),
     }
-}
-
-fn eventbridge(object: &Map<String, Value>) -> Result<Vec<ResourceEvent>, IntakeError> {
-    let detail = object.get("detail").unwrap_or(&Value::Null);
-    if object.get("source").and_then(Value::as_str) == Some("aws.rds") {
-        return adapters::rds_event(object).map(|e| vec![e]);
-    }
-    events_from_value(detail).map_err(|e| e.within("detail"))
 }
