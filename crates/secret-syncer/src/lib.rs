@@ -16,8 +16,8 @@ use std::collections::BTreeSet;
 use common::aws::{AwsError, CallCounter};
 use common::model::Lifecycle;
 use common::rds::Liveness;
-use common::resolve::{self, Guard};
-use common::runtime::{Handler, Invocation, Outcome, OutcomeKind};
+use common::resolve::Guard;
+use common::runtime::{Handler, Invocation, Outcome, OutcomeKind, Resolution, resolve_event};
 use common::tagging::TaggingApi;
 use common::{HandlerError, ManagedResource, ResourceEvent};
 
@@ -190,7 +190,9 @@ impl SecretSyncer {
             render(&self.settings.parameter_path_template, names::check_parameter_path),
         ) {
             (Ok(secret), Ok(parameters)) => Ok(Targets::Named { secret, parameters }),
-            (Err(NameError::Invalid(why)), _) | (_, Err(NameError::Invalid(why))) => Err(HandlerError::Permanent(why)),
+            (Err(NameError::Invalid(why)), _) | (_, Err(NameError::Invalid(why))) => {
+                Err(HandlerError::Permanent(why.into()))
+            }
             (Err(NameError::NotEstablished(why)), _) | (_, Err(NameError::NotEstablished(why))) => {
                 Ok(Targets::NotEstablished(why))
             }
@@ -198,11 +200,10 @@ impl SecretSyncer {
     }
 
     async fn sync(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
-        let resolved =
-            match resolve::resolve(&event.resource, &invocation.scope, &self.settings.guard, &self.tagging).await {
-                Ok(resolved) => resolved,
-                Err(why) => return common::runtime::unresolved(why),
-            };
+        let resolved = match resolve_event(event, invocation, &self.settings.guard, &self.tagging).await? {
+            Resolution::Resolved(resolved) => resolved,
+            Resolution::Answered(outcome) => return Ok(outcome),
+        };
         let arn = resolved.arn.as_str();
         let Some(mut details) = common::rds::describe(&self.rds, arn)
             .await?
@@ -239,9 +240,10 @@ impl SecretSyncer {
             match self.plan_and_apply(&write, invocation).await {
                 Err(conflict) if is_write_conflict(&conflict) => {
                     if attempt >= CONFLICT_ATTEMPTS {
-                        return Err(HandlerError::Retryable(format!(
-                            "another invocation is writing the same targets: {conflict}"
-                        )));
+                        return Err(HandlerError::retryable(
+                            format!("another invocation is writing the same targets: {conflict}"),
+                            conflict,
+                        ));
                     }
                     tracing::info!(event = %event.id, resource = arn, error = %conflict, "write conflict: re-reading");
                     attempt += 1;
@@ -370,9 +372,9 @@ impl SecretSyncer {
     /// The password from the RDS-managed master user secret. Errors never carry the value.
     async fn master_password(&self, secret_arn: Option<&str>, arn: &str) -> Result<Secret, HandlerError> {
         let secret_arn = secret_arn.ok_or_else(|| {
-            HandlerError::Permanent(format!(
-                "INCLUDE_PASSWORD is set but {arn} has no RDS-managed master user secret"
-            ))
+            HandlerError::Permanent(
+                format!("INCLUDE_PASSWORD is set but {arn} has no RDS-managed master user secret").into(),
+            )
         })?;
         let value = self
             .secrets
@@ -388,9 +390,9 @@ impl SecretSyncer {
             .and_then(serde_json::Value::as_str)
             .map(Secret::new)
             .ok_or_else(|| {
-                HandlerError::Permanent(format!(
-                    "the master user secret {secret_arn} holds no JSON password field"
-                ))
+                HandlerError::Permanent(
+                    format!("the master user secret {secret_arn} holds no JSON password field").into(),
+                )
             })
     }
 
