@@ -532,6 +532,9 @@ where
 }
 
 #[cfg(test)]
+mod handler_tests;
+
+#[cfg(test)]
 mod declaration_tests {
     /// Every operation in AWS_OPERATIONS is called by this function's code (the moto tests
     /// check the converse: every call made is declared).
