@@ -379,3 +379,139 @@ pub async fn inspect_for_delete(
 pub async fn delete(store: &impl ParameterStore, names: &[String]) -> Result<(), AwsError> {
     delete_names(store, names).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:rds:us-east-1:123456789012:db:orders";
+    const OTHER: &str = "arn:aws:rds:us-east-1:123456789012:db:orders-old";
+    const PATH: &str = "/crossplane/team-a/orders";
+
+    fn entries() -> BTreeMap<&'static str, Secret> {
+        [("host", Secret::new("h")), ("password", Secret::new("pw"))].into()
+    }
+
+    fn found(key: &str, value: &str, ownership: Option<Ownership>) -> (String, Found) {
+        (
+            format!("{PATH}/{key}"),
+            Found {
+                value: Secret::new(value),
+                ownership,
+            },
+        )
+    }
+
+    fn ours(recorded: Option<&str>) -> Option<Ownership> {
+        Some(Ownership::Ours {
+            recorded_arn: recorded.map(str::to_string),
+        })
+    }
+
+    /// (name, exists, retag, secure) of each write.
+    fn writes(plan: &ParametersPlan) -> Vec<(String, bool, bool, bool)> {
+        plan.writes
+            .iter()
+            .map(|w| (w.name.clone(), w.exists, w.retag, w.secure))
+            .collect()
+    }
+
+    #[test]
+    fn every_decision_of_the_parameters_plan() {
+        let name = |key: &str| format!("{PATH}/{key}");
+        type Case = (
+            &'static str,
+            Vec<(String, Found)>,
+            Vec<(String, bool, bool, bool)>,
+            Vec<String>,
+            Vec<String>,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "nothing there: both created, the password secure",
+                vec![],
+                vec![
+                    (name("host"), false, false, false),
+                    (name("password"), false, false, true),
+                ],
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "all current: unchanged, ownership not needed",
+                vec![found("host", "h", None), found("password", "pw", None)],
+                vec![],
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "ours, changed: overwritten",
+                vec![found("host", "old", ours(Some(ARN))), found("password", "pw", None)],
+                vec![(name("host"), true, false, false)],
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "ours, changed, unrecorded: overwritten and tagged",
+                vec![found("host", "old", ours(None)), found("password", "pw", None)],
+                vec![(name("host"), true, true, false)],
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                "ours for another database: overwritten, that database must be gone",
+                vec![found("host", "old", ours(Some(OTHER))), found("password", "pw", None)],
+                vec![(name("host"), true, true, false)],
+                vec![],
+                vec![],
+                vec![OTHER],
+            ),
+            (
+                "someone else's: refused",
+                vec![
+                    found("host", "theirs", Some(Ownership::NotOurs("it belongs to x".into()))),
+                    found("password", "pw", None),
+                ],
+                vec![],
+                vec![],
+                vec![format!("parameter {PATH}/host is not ours: it belongs to x")],
+                vec![],
+            ),
+            (
+                "a key the document no longer has: ours deleted, someone else's left",
+                vec![
+                    found("host", "h", None),
+                    found("password", "pw", None),
+                    found("port", "5432", ours(Some(ARN))),
+                    found("team", "dba", Some(Ownership::NotOurs("no tag".into()))),
+                ],
+                vec![],
+                vec![name("port")],
+                vec![],
+                vec![],
+            ),
+        ];
+        for (case, state, expected_writes, stale, not_owned, others) in cases {
+            let state: ParametersState = state.into_iter().collect();
+            let plan = decide(&state, PATH, ARN, &entries());
+            assert_eq!(writes(&plan), expected_writes, "{case}");
+            assert_eq!(plan.stale, stale, "{case}");
+            assert_eq!(plan.not_owned, not_owned, "{case}");
+            assert_eq!(
+                plan.other_databases.iter().map(String::as_str).collect::<Vec<_>>(),
+                others,
+                "{case}"
+            );
+            assert_eq!(
+                plan.is_unchanged(),
+                expected_writes.is_empty() && plan.stale.is_empty(),
+                "{case}"
+            );
+        }
+    }
+}

@@ -92,13 +92,14 @@ mod tests {
                 "the targets were written for {other}, which still exists (status available); not overwritten with {ARN}"
             )
         };
-        let cases: Vec<(
-            &str,
+        type Case = (
+            &'static str,
             Option<SecretPlan>,
             Option<ParametersPlan>,
             BTreeMap<String, Standing>,
             Option<String>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             ("no targets", None, None, standings(&[]), None),
             (
                 "a create",
