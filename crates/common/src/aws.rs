@@ -119,9 +119,9 @@ impl AwsError {
 impl From<AwsError> for HandlerError {
     fn from(e: AwsError) -> Self {
         if e.retryable {
-            HandlerError::Retryable(e.to_string())
+            HandlerError::retryable(e.to_string(), e)
         } else {
-            HandlerError::Permanent(e.to_string())
+            HandlerError::permanent(e.to_string(), e)
         }
     }
 }

@@ -1,5 +1,8 @@
 //! Typed errors and their mapping to the Lambda `errorType`s of ARCHITECTURE.md §7.
 
+use std::fmt;
+use std::sync::Arc;
+
 use lambda_runtime::Diagnostic;
 use thiserror::Error;
 
@@ -37,20 +40,145 @@ impl IntakeError {
     }
 }
 
+/// A failure's message (what the caller is told, verbatim) and the typed error it came from,
+/// if any (an [`AwsError`](crate::aws::AwsError), an [`IntakeError`], a transport error),
+/// exposed through [`std::error::Error::source`] for logs and tests; never a secret value.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    message: String,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// A failure whose message is `message`, caused by `cause`.
+    pub fn caused_by(message: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Failure {
+            message: message.into(),
+            cause: Some(Arc::new(cause)),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The typed error this failure came from.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Two failures are the same when they say the same thing and come from the same cause (as it
+/// prints: causes are of any type).
+impl PartialEq for Failure {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+            && self.cause.as_ref().map(ToString::to_string) == other.cause.as_ref().map(ToString::to_string)
+    }
+}
+
+impl Eq for Failure {}
+
+impl PartialEq<str> for Failure {
+    fn eq(&self, other: &str) -> bool {
+        self.message == other
+    }
+}
+
+impl PartialEq<&str> for Failure {
+    fn eq(&self, other: &&str) -> bool {
+        self.message == *other
+    }
+}
+
+/// The message, as text (`failure.contains(..)`).
+impl std::ops::Deref for Failure {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::new(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Failure::new(message)
+    }
+}
+
 /// Why handling an event failed. The variant decides the `errorType` and whether a retry helps.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandlerError {
-    #[error("invalid event: {0}")]
-    Invalid(#[from] IntakeError),
+    Invalid(IntakeError),
     /// Throttling, timeouts, 5xx: the same event may succeed later.
-    #[error("retryable failure: {0}")]
-    Retryable(String),
+    Retryable(Failure),
     /// Configuration or permission problems, rejected requests: a retry would fail the same way.
-    #[error("permanent failure: {0}")]
-    Permanent(String),
+    Permanent(Failure),
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandlerError::Invalid(e) => write!(f, "invalid event: {e}"),
+            HandlerError::Retryable(failure) => write!(f, "retryable failure: {failure}"),
+            HandlerError::Permanent(failure) => write!(f, "permanent failure: {failure}"),
+        }
+    }
+}
+
+/// The source is the typed cause: the [`IntakeError`], or the error a failure came from.
+impl std::error::Error for HandlerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HandlerError::Invalid(e) => Some(e),
+            HandlerError::Retryable(failure) | HandlerError::Permanent(failure) => std::error::Error::source(failure),
+        }
+    }
+}
+
+impl From<IntakeError> for HandlerError {
+    fn from(e: IntakeError) -> Self {
+        HandlerError::Invalid(e)
+    }
 }
 
 impl HandlerError {
+    /// A retryable failure told as `message`, caused by `cause`.
+    pub fn retryable(message: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        HandlerError::Retryable(Failure::caused_by(message, cause))
+    }
+
+    /// A permanent failure told as `message`, caused by `cause`.
+    pub fn permanent(message: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        HandlerError::Permanent(Failure::caused_by(message, cause))
+    }
+
     pub fn error_type(&self) -> &'static str {
         match self {
             HandlerError::Invalid(_) => "InvalidEvent",
@@ -72,7 +200,7 @@ impl HandlerError {
     pub fn message(&self) -> String {
         match self {
             HandlerError::Invalid(e) => e.to_string(),
-            HandlerError::Retryable(m) | HandlerError::Permanent(m) => m.clone(),
+            HandlerError::Retryable(failure) | HandlerError::Permanent(failure) => failure.message().to_string(),
         }
     }
 }
@@ -107,5 +235,35 @@ mod tests {
         assert_eq!(d.error_type, "RetryableFailure");
         let d: Diagnostic = HandlerError::Permanent("denied".into()).into();
         assert_eq!(d.error_type, "PermanentFailure");
+    }
+
+    #[test]
+    fn a_failure_keeps_its_typed_source_and_its_message() {
+        use std::error::Error as _;
+        let cause = crate::aws::AwsError {
+            operation: "DescribeDBInstances",
+            retryable: true,
+            code: Some("Throttling".into()),
+            message: "slow down".into(),
+        };
+        let e = HandlerError::retryable("the database could not be read", cause.clone());
+        assert_eq!(e.message(), "the database could not be read");
+        assert_eq!(e.to_string(), "retryable failure: the database could not be read");
+        let source = e.source().and_then(|s| s.downcast_ref::<crate::aws::AwsError>());
+        assert_eq!(source, Some(&cause));
+        let d: Diagnostic = e.into();
+        assert_eq!(d.error_message, "the database could not be read");
+
+        let from_aws = HandlerError::from(cause.clone());
+        assert_eq!(
+            from_aws.message(),
+            cause.to_string(),
+            "the message callers see is unchanged"
+        );
+        assert!(from_aws.source().is_some_and(|s| s.is::<crate::aws::AwsError>()));
+
+        let invalid = HandlerError::from(IntakeError::new("id", "is empty"));
+        assert!(invalid.source().is_some_and(|s| s.is::<IntakeError>()));
+        assert!(HandlerError::Permanent("denied".into()).source().is_none());
     }
 }

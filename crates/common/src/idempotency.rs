@@ -302,10 +302,10 @@ impl<P: Persistence> Idempotency<P> {
                 }
                 OnUncertain::Retry => {
                     self.release(key, owner).await;
-                    Err(HandlerError::Retryable(format!(
-                        "delivery uncertain, released for a retry: {}",
-                        error.message()
-                    )))
+                    Err(HandlerError::retryable(
+                        format!("delivery uncertain, released for a retry: {}", error.message()),
+                        error,
+                    ))
                 }
             },
         }

@@ -74,8 +74,31 @@ pub fn unresolved(why: crate::resolve::Unresolved) -> Result<Outcome, HandlerErr
     match why {
         Unresolved::NotFound(why) => Ok(Outcome::new(OutcomeKind::Skipped, None, why)),
         Unresolved::Refused(why) => Ok(Outcome::new(OutcomeKind::Refused, None, why)),
-        Unresolved::Ambiguous(why) => Err(HandlerError::Permanent(why)),
+        Unresolved::Ambiguous(why) => Err(HandlerError::Permanent(why.into())),
         Unresolved::Aws(e) => Err(e.into()),
+    }
+}
+
+/// What resolving an event's resource gave a handler: the resource to act on, or the answer
+/// already decided ([`unresolved`]'s).
+#[derive(Debug)]
+pub enum Resolution {
+    Resolved(Box<crate::resolve::Resolved>),
+    Answered(Outcome),
+}
+
+/// Every handler's preamble (ARCHITECTURE.md §5): resolve the event's resource, and turn a
+/// resolution that found nothing to act on into the handler's answer ([`unresolved`]).
+/// `Err` only for failures.
+pub async fn resolve_event(
+    event: &ResourceEvent,
+    invocation: &Invocation,
+    guard: &crate::resolve::Guard,
+    reader: &impl crate::resolve::TagReader,
+) -> Result<Resolution, HandlerError> {
+    match crate::resolve::resolve(&event.resource, &invocation.scope, guard, reader).await {
+        Ok(resolved) => Ok(Resolution::Resolved(Box::new(resolved))),
+        Err(why) => unresolved(why).map(Resolution::Answered),
     }
 }
 
@@ -365,11 +388,12 @@ fn collect(results: Vec<Result<EventResult, (String, HandlerError)>>) -> Result<
         .map(|(what, e)| format!("{what}: {}", e.message()))
         .collect::<Vec<_>>()
         .join("; ");
+    // The worst failure is the batch's cause.
     Err(match worst {
         // Each event's message already says where; the batch as a whole is the place.
         HandlerError::Invalid(_) => HandlerError::Invalid(IntakeError::new("$", message)),
-        HandlerError::Permanent(_) => HandlerError::Permanent(message),
-        HandlerError::Retryable(_) => HandlerError::Retryable(message),
+        HandlerError::Permanent(_) => HandlerError::permanent(message, worst),
+        HandlerError::Retryable(_) => HandlerError::retryable(message, worst),
     })
 }
 

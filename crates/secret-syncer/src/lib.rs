@@ -5,25 +5,29 @@
 pub mod document;
 pub mod names;
 pub mod parameters;
+pub mod removal;
 pub mod secrets;
+pub mod sync;
 
 use aws_config::SdkConfig;
 use aws_sdk_rds::Client as RdsClient;
 use aws_sdk_secretsmanager::Client as SecretsClient;
 use aws_sdk_ssm::Client as SsmClient;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use common::aws::{AwsError, CallCounter};
 use common::model::Lifecycle;
-use common::rds::Liveness;
-use common::resolve::{self, Guard};
-use common::runtime::{Handler, Invocation, Outcome, OutcomeKind};
+use common::rds::Databases;
+use common::resolve::{Guard, TagReader};
+use common::runtime::{Handler, Invocation, Outcome, OutcomeKind, Resolution, resolve_event};
 use common::tagging::TaggingApi;
 use common::{HandlerError, ManagedResource, ResourceEvent};
 
 use crate::document::{ConnectionDetails, Secret};
 use crate::names::NameError;
-use crate::secrets::{DeleteTarget, SecretPlan, SecretTarget};
+use crate::parameters::ParameterStore;
+use crate::removal::{Removal, Standing};
+use crate::secrets::{SecretPlan, SecretStore, SecretTarget};
 
 /// How many times concurrent first writes are re-read and re-planned before giving up.
 const CONFLICT_ATTEMPTS: u32 = 3;
@@ -152,11 +156,13 @@ impl Settings {
     }
 }
 
-pub struct SecretSyncer {
-    tagging: TaggingApi,
-    rds: RdsClient,
-    secrets: SecretsClient,
-    ssm: SsmClient,
+/// The handler, over its reads and writes: the SDK clients in production (the defaults), fakes
+/// in unit tests.
+pub struct SecretSyncer<T = TaggingApi, D = RdsClient, S = SecretsClient, P = SsmClient> {
+    tagging: T,
+    rds: D,
+    secrets: S,
+    ssm: P,
     settings: Settings,
 }
 
@@ -175,6 +181,19 @@ impl SecretSyncer {
             settings,
         }
     }
+}
+
+impl<T: TagReader, D: Databases, S: SecretStore, P: ParameterStore> SecretSyncer<T, D, S, P> {
+    /// The handler over the given tag reader, databases, Secrets Manager and Parameter Store.
+    pub fn new(tagging: T, rds: D, secrets: S, ssm: P, settings: Settings) -> Self {
+        SecretSyncer {
+            tagging,
+            rds,
+            secrets,
+            ssm,
+            settings,
+        }
+    }
 
     fn targets(&self, resource: &ManagedResource) -> Result<Targets, HandlerError> {
         let render = |template: &Option<String>, check: fn(&str) -> Result<(), String>| {
@@ -190,7 +209,9 @@ impl SecretSyncer {
             render(&self.settings.parameter_path_template, names::check_parameter_path),
         ) {
             (Ok(secret), Ok(parameters)) => Ok(Targets::Named { secret, parameters }),
-            (Err(NameError::Invalid(why)), _) | (_, Err(NameError::Invalid(why))) => Err(HandlerError::Permanent(why)),
+            (Err(NameError::Invalid(why)), _) | (_, Err(NameError::Invalid(why))) => {
+                Err(HandlerError::Permanent(why.into()))
+            }
             (Err(NameError::NotEstablished(why)), _) | (_, Err(NameError::NotEstablished(why))) => {
                 Ok(Targets::NotEstablished(why))
             }
@@ -198,16 +219,12 @@ impl SecretSyncer {
     }
 
     async fn sync(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
-        let resolved =
-            match resolve::resolve(&event.resource, &invocation.scope, &self.settings.guard, &self.tagging).await {
-                Ok(resolved) => resolved,
-                Err(why) => return common::runtime::unresolved(why),
-            };
+        let resolved = match resolve_event(event, invocation, &self.settings.guard, &self.tagging).await? {
+            Resolution::Resolved(resolved) => resolved,
+            Resolution::Answered(outcome) => return Ok(outcome),
+        };
         let arn = resolved.arn.as_str();
-        let Some(mut details) = common::rds::describe(&self.rds, arn)
-            .await?
-            .map(ConnectionDetails::from)
-        else {
+        let Some(mut details) = self.rds.liveness(arn).await?.live().map(ConnectionDetails::from) else {
             return Ok(Outcome::new(
                 OutcomeKind::Skipped,
                 Some(arn),
@@ -239,9 +256,10 @@ impl SecretSyncer {
             match self.plan_and_apply(&write, invocation).await {
                 Err(conflict) if is_write_conflict(&conflict) => {
                     if attempt >= CONFLICT_ATTEMPTS {
-                        return Err(HandlerError::Retryable(format!(
-                            "another invocation is writing the same targets: {conflict}"
-                        )));
+                        return Err(HandlerError::retryable(
+                            format!("another invocation is writing the same targets: {conflict}"),
+                            conflict,
+                        ));
                     }
                     tracing::info!(event = %event.id, resource = arn, error = %conflict, "write conflict: re-reading");
                     attempt += 1;
@@ -272,33 +290,13 @@ impl SecretSyncer {
             Some(path) => Some(parameters::plan(&self.ssm, path, subject, arn, &entries).await?),
             None => None,
         };
-        let mut refusals = Vec::new();
-        if let Some(SecretPlan::NotOwned(why)) = &secret_plan {
-            refusals.push(why.clone());
+        let mut standings = BTreeMap::new();
+        for other in sync::other_databases(secret_plan.as_ref(), parameter_plan.as_ref()) {
+            let standing = self.standing(&other, invocation).await?;
+            standings.insert(other, standing);
         }
-        if let Some(plan) = &parameter_plan {
-            refusals.extend(plan.not_owned.iter().cloned());
-        }
-        // Overwriting details written for another database needs that database gone: a secret
-        // is never repointed at a database while the one it describes still exists.
-        let others: BTreeSet<&str> = secret_plan
-            .iter()
-            .filter_map(SecretPlan::other_database)
-            .chain(
-                parameter_plan
-                    .iter()
-                    .flat_map(|p| p.other_databases.iter().map(String::as_str)),
-            )
-            .collect();
-        for other in others {
-            if let Some(why) = self.still_exists(other, invocation).await? {
-                refusals.push(format!(
-                    "the targets were written for {other}, {why}; not overwritten with {arn}"
-                ));
-            }
-        }
-        if !refusals.is_empty() {
-            return Ok(Outcome::new(OutcomeKind::Refused, Some(arn), refusals.join("; ")));
+        if let Some(why) = sync::refusal(secret_plan.as_ref(), parameter_plan.as_ref(), &standings, arn) {
+            return Ok(Outcome::new(OutcomeKind::Refused, Some(arn), why));
         }
 
         let mut done = Vec::new();
@@ -352,45 +350,33 @@ impl SecretSyncer {
         })
     }
 
-    /// `Some(why)` when the database at `arn` is still there (or cannot be checked: outside the
-    /// guard); `None` when it is gone or being deleted.
-    async fn still_exists(&self, arn: &str, invocation: &Invocation) -> Result<Option<String>, AwsError> {
+    /// Where the database at `arn` stands; one outside the guard cannot be checked.
+    async fn standing(&self, arn: &str, invocation: &Invocation) -> Result<Standing, AwsError> {
         if let Err(why) = self.settings.guard.check(arn, None, &invocation.scope) {
-            return Ok(Some(format!("which cannot be checked ({why})")));
+            return Ok(Standing::Unchecked(why));
         }
-        Ok(match common::rds::liveness(&self.rds, arn).await? {
-            Liveness::Live(db) => Some(format!(
-                "which still exists (status {})",
-                db.status.as_deref().unwrap_or("unknown")
-            )),
-            Liveness::GoingAway(_) | Liveness::Gone => None,
-        })
+        Ok(Standing::of(&self.rds.liveness(arn).await?))
     }
 
     /// The password from the RDS-managed master user secret. Errors never carry the value.
     async fn master_password(&self, secret_arn: Option<&str>, arn: &str) -> Result<Secret, HandlerError> {
         let secret_arn = secret_arn.ok_or_else(|| {
-            HandlerError::Permanent(format!(
-                "INCLUDE_PASSWORD is set but {arn} has no RDS-managed master user secret"
-            ))
+            HandlerError::Permanent(
+                format!("INCLUDE_PASSWORD is set but {arn} has no RDS-managed master user secret").into(),
+            )
         })?;
-        let value = self
-            .secrets
-            .get_secret_value()
-            .secret_id(secret_arn)
-            .send()
-            .await
-            .map_err(|e| HandlerError::from(AwsError::from_sdk("GetSecretValue", &e)))?;
-        let parsed: Option<serde_json::Value> = value.secret_string().and_then(|s| serde_json::from_str(s).ok());
+        let (value, _) = self.secrets.value(secret_arn).await?;
+        // The parse error is dropped: it could quote the value.
+        let parsed: Option<serde_json::Value> = serde_json::from_str(value.expose()).ok();
         parsed
             .as_ref()
             .and_then(|v| v.get("password"))
             .and_then(serde_json::Value::as_str)
             .map(Secret::new)
             .ok_or_else(|| {
-                HandlerError::Permanent(format!(
-                    "the master user secret {secret_arn} holds no JSON password field"
-                ))
+                HandlerError::Permanent(
+                    format!("the master user secret {secret_arn} holds no JSON password field").into(),
+                )
             })
     }
 
@@ -418,86 +404,71 @@ impl SecretSyncer {
             Targets::Named { secret, parameters } => (secret, parameters),
             Targets::NotEstablished(why) => return Ok(Outcome::new(OutcomeKind::Skipped, None, why)),
         };
-        let mut left_alone = Vec::new();
-        // (what, the database it records) for each target of ours.
-        let mut ours: Vec<(String, Option<String>)> = Vec::new();
-        let secret = match &secret_name {
-            Some(name) => secrets::inspect_for_delete(&self.secrets, name, &subject).await?,
-            None => DeleteTarget::Absent,
+        let found = removal::Found {
+            secret: match secret_name {
+                Some(name) => {
+                    let target = secrets::inspect_for_delete(&self.secrets, &name, &subject).await?;
+                    Some((name, target))
+                }
+                None => None,
+            },
+            parameters: match parameter_path {
+                Some(path) => {
+                    let found = parameters::inspect_for_delete(&self.ssm, &path, &subject).await?;
+                    Some((path, found))
+                }
+                None => None,
+            },
         };
-        match &secret {
-            DeleteTarget::NotOwned(why) => left_alone.push(why.clone()),
-            DeleteTarget::Ours { recorded_arn } => {
-                ours.push((
-                    format!("secret {}", secret_name.as_deref().unwrap_or_default()),
-                    recorded_arn.clone(),
-                ));
+        // The proof, once per database, in the order the decision walks the targets; the first
+        // one still there settles it.
+        let mut standings = BTreeMap::new();
+        for arn in removal::databases_to_check(&found) {
+            let standing = self.standing(&arn, invocation).await?;
+            let settled = standing.still_there().is_some();
+            standings.insert(arn, standing);
+            if settled {
+                break;
             }
-            DeleteTarget::Absent | DeleteTarget::AlreadyScheduled => {}
         }
-        let found = match &parameter_path {
-            Some(path) => parameters::inspect_for_delete(&self.ssm, path, &subject).await?,
-            None => parameters::DeleteTargets::default(),
-        };
-        left_alone.extend(found.not_ours.iter().cloned());
-        ours.extend(
-            found
-                .ours
-                .iter()
-                .map(|(name, recorded)| (format!("parameter {name}"), recorded.clone())),
-        );
-
-        // The proof, once per database: every one our targets were written for is gone.
-        let mut checked = BTreeSet::new();
-        for (what, recorded) in &ours {
-            let Some(arn) = recorded else {
+        let (secret, parameter_names, left_alone, database) = match removal::decide(&found, &standings) {
+            Removal::Skip { database, detail } => {
+                return Ok(Outcome::new(OutcomeKind::Skipped, database.as_deref(), detail));
+            }
+            Removal::Refuse(why) => return Ok(Outcome::new(OutcomeKind::Refused, None, why)),
+            Removal::NothingLeft => {
                 return Ok(Outcome::new(
-                    OutcomeKind::Skipped,
+                    OutcomeKind::Unchanged,
                     None,
-                    format!(
-                        "{what} records no database (no {} tag): nothing deleted",
-                        secrets::SOURCE_ARN_TAG
-                    ),
-                ));
-            };
-            if checked.insert(arn.clone())
-                && let Some(why) = self.still_exists(arn, invocation).await?
-            {
-                return Ok(Outcome::new(
-                    OutcomeKind::Skipped,
-                    Some(arn),
-                    format!("the database {what} was written for, {arn}, {why}: nothing deleted"),
+                    "nothing of ours left to delete",
                 ));
             }
-        }
-
+            Removal::Delete {
+                secret,
+                parameters,
+                left_alone,
+                database,
+            } => (secret, parameters, left_alone, database),
+        };
         let mut done = Vec::new();
-        if let (Some(name), DeleteTarget::Ours { .. }) = (&secret_name, &secret) {
+        if let Some(name) = &secret {
             secrets::schedule_delete(&self.secrets, name, self.settings.recovery_window_days).await?;
             done.push(format!(
                 "secret {name} scheduled for deletion in {} days",
                 self.settings.recovery_window_days
             ));
         }
-        let parameter_names: Vec<String> = found.ours.iter().map(|(name, _)| name.clone()).collect();
-        if let Some(path) = &parameter_path
+        if let Some((path, _)) = &found.parameters
             && !parameter_names.is_empty()
         {
             parameters::delete(&self.ssm, &parameter_names).await?;
             done.push(format!("deleted {} parameters under {path}", parameter_names.len()));
         }
-        let database = checked.into_iter().next();
-        Ok(match (done.is_empty(), left_alone.is_empty()) {
-            (true, true) => Outcome::new(OutcomeKind::Unchanged, None, "nothing of ours left to delete"),
-            (true, false) => Outcome::new(OutcomeKind::Refused, None, left_alone.join("; ")),
-            (false, _) => {
-                let mut detail = done.join("; ");
-                if !left_alone.is_empty() {
-                    detail = format!("{detail}; left alone: {}", left_alone.join("; "));
-                }
-                Outcome::new(OutcomeKind::Applied, database.as_deref(), detail)
-            }
-        })
+        let mut detail = done.join("; ");
+        if !left_alone.is_empty() {
+            detail = format!("{detail}; left alone: {}", left_alone.join("; "));
+        }
+        Ok(Outcome::new(OutcomeKind::Applied, database.as_deref(), detail))
     }
 }
 
@@ -527,7 +498,13 @@ fn is_database(resource: &ManagedResource) -> bool {
         && matches!(resource.kind.as_str(), "Instance" | "Cluster")
 }
 
-impl Handler for SecretSyncer {
+impl<T, D, S, P> Handler for SecretSyncer<T, D, S, P>
+where
+    T: TagReader + 'static,
+    D: Databases + 'static,
+    S: SecretStore + 'static,
+    P: ParameterStore + 'static,
+{
     fn name(&self) -> &'static str {
         NAME
     }
@@ -553,6 +530,9 @@ impl Handler for SecretSyncer {
         }
     }
 }
+
+#[cfg(test)]
+mod handler_tests;
 
 #[cfg(test)]
 mod declaration_tests {

@@ -2,8 +2,9 @@
 //! Read before write; writes carry a `ClientRequestToken` derived from the content; only
 //! secrets carrying our ownership tags for this very managed resource are touched.
 
+use std::future::Future;
+
 use aws_sdk_secretsmanager::Client as SecretsClient;
-use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use aws_sdk_secretsmanager::types::Tag;
 use common::aws::AwsError;
 
@@ -43,38 +44,172 @@ pub fn recorded_arn<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> O
         .filter(|v| !v.is_empty())
 }
 
+/// A secret as `DescribeSecret` tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Description {
+    pub tags: Vec<(String, String)>,
+    pub scheduled_for_deletion: bool,
+    /// The version staged `AWSCURRENT`.
+    pub current_version: Option<String>,
+}
+
+/// A new secret.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSecret<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub content: &'a Secret,
+    pub request_token: &'a str,
+    pub kms_key_id: Option<&'a str>,
+    pub tags: &'a [(&'a str, &'a str)],
+}
+
+/// Secrets Manager as secret-syncer uses it: the SDK client in production, a fake in unit
+/// tests. Implementations only translate calls; every decision is in [`decide`] and
+/// `removal.rs`.
+pub trait SecretStore: Send + Sync {
+    /// `None` when there is no secret of that name.
+    fn describe(&self, id: &str) -> impl Future<Output = Result<Option<Description>, AwsError>> + Send;
+    /// The secret's current value (its string) and version.
+    fn value(&self, id: &str) -> impl Future<Output = Result<(Secret, Option<String>), AwsError>> + Send;
+    fn create(&self, secret: NewSecret<'_>) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn put_value(
+        &self,
+        id: &str,
+        content: &Secret,
+        request_token: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn restore(&self, id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn tag(&self, id: &str, key: &str, value: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// Schedules the deletion with a recovery window.
+    fn delete(&self, id: &str, recovery_days: i64) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+impl SecretStore for SecretsClient {
+    async fn describe(&self, id: &str) -> Result<Option<Description>, AwsError> {
+        let described = match self.describe_secret().secret_id(id).send().await {
+            Ok(described) => described,
+            Err(e) => {
+                let error = AwsError::from_sdk("DescribeSecret", &e);
+                return if error.is_code("ResourceNotFoundException") {
+                    Ok(None)
+                } else {
+                    Err(error)
+                };
+            }
+        };
+        Ok(Some(Description {
+            tags: described
+                .tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+            scheduled_for_deletion: described.deleted_date().is_some(),
+            current_version: described.version_ids_to_stages().and_then(|versions| {
+                versions
+                    .iter()
+                    .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+                    .map(|(id, _)| id.clone())
+            }),
+        }))
+    }
+
+    async fn value(&self, id: &str) -> Result<(Secret, Option<String>), AwsError> {
+        let value = self
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetSecretValue", &e))?;
+        Ok((
+            Secret::new(value.secret_string().unwrap_or_default()),
+            value.version_id().map(str::to_string),
+        ))
+    }
+
+    async fn create(&self, secret: NewSecret<'_>) -> Result<(), AwsError> {
+        let mut request = self
+            .create_secret()
+            .name(secret.name)
+            .description(secret.description)
+            .secret_string(secret.content.expose())
+            .client_request_token(secret.request_token)
+            .set_kms_key_id(secret.kms_key_id.map(str::to_string));
+        for (key, value) in secret.tags {
+            request = request.tags(Tag::builder().key(*key).value(*value).build());
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CreateSecret", &e))?;
+        Ok(())
+    }
+
+    async fn put_value(&self, id: &str, content: &Secret, request_token: &str) -> Result<(), AwsError> {
+        self.put_secret_value()
+            .secret_id(id)
+            .secret_string(content.expose())
+            .client_request_token(request_token)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutSecretValue", &e))?;
+        Ok(())
+    }
+
+    async fn restore(&self, id: &str) -> Result<(), AwsError> {
+        self.restore_secret()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("RestoreSecret", &e))?;
+        Ok(())
+    }
+
+    async fn tag(&self, id: &str, key: &str, value: &str) -> Result<(), AwsError> {
+        self.tag_resource()
+            .secret_id(id)
+            .tags(Tag::builder().key(key).value(value).build())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("TagResource", &e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, id: &str, recovery_days: i64) -> Result<(), AwsError> {
+        self.delete_secret()
+            .secret_id(id)
+            .recovery_window_in_days(recovery_days)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DeleteSecret", &e))?;
+        Ok(())
+    }
+}
+
 /// A secret at a name: absent, someone else's, or ours for this managed resource.
 enum Described {
     Absent,
     NotOwned(String),
     Ours {
-        described: Box<DescribeSecretOutput>,
+        described: Description,
         recorded_arn: Option<String>,
     },
 }
 
-async fn describe_ours(client: &SecretsClient, name: &str, subject: &str) -> Result<Described, AwsError> {
-    let described = match client.describe_secret().secret_id(name).send().await {
-        Ok(described) => described,
-        Err(e) => {
-            let error = AwsError::from_sdk("DescribeSecret", &e);
-            return if error.is_code("ResourceNotFoundException") {
-                Ok(Described::Absent)
-            } else {
-                Err(error)
-            };
-        }
+async fn describe_ours(store: &impl SecretStore, name: &str, subject: &str) -> Result<Described, AwsError> {
+    let Some(described) = store.describe(name).await? else {
+        return Ok(Described::Absent);
     };
-    let tags = || {
-        described
-            .tags()
-            .iter()
-            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
-    };
+    let tags = || described.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     Ok(match owned_by_us(tags(), subject) {
         Ok(()) => Described::Ours {
             recorded_arn: recorded_arn(tags()),
-            described: Box::new(described),
+            described,
         },
         Err(why) => Described::NotOwned(format!("secret {name} is not ours: {why}")),
     })
@@ -128,8 +263,8 @@ pub enum SecretState {
 
 /// Reads what [`decide`] needs: one `DescribeSecret`, and the value of a secret of ours that is
 /// not scheduled for deletion.
-pub async fn read(client: &SecretsClient, name: &str, subject: &str) -> Result<SecretState, AwsError> {
-    let (described, recorded_arn) = match describe_ours(client, name, subject).await? {
+pub async fn read(store: &impl SecretStore, name: &str, subject: &str) -> Result<SecretState, AwsError> {
+    let (described, recorded_arn) = match describe_ours(store, name, subject).await? {
         Described::Absent => return Ok(SecretState::Absent),
         Described::NotOwned(why) => return Ok(SecretState::NotOwned(why)),
         Described::Ours {
@@ -137,31 +272,16 @@ pub async fn read(client: &SecretsClient, name: &str, subject: &str) -> Result<S
             recorded_arn,
         } => (described, recorded_arn),
     };
-    let current_version = described.version_ids_to_stages().and_then(|versions| {
-        versions
-            .iter()
-            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
-            .map(|(id, _)| id.clone())
-    });
-    let scheduled_for_deletion = described.deleted_date().is_some();
+    let scheduled_for_deletion = described.scheduled_for_deletion;
     let value = if scheduled_for_deletion {
         None
     } else {
-        let value = client
-            .get_secret_value()
-            .secret_id(name)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetSecretValue", &e))?;
-        Some((
-            Secret::new(value.secret_string().unwrap_or_default()),
-            value.version_id().map(str::to_string),
-        ))
+        Some(store.value(name).await?)
     };
     Ok(SecretState::Ours {
         recorded_arn,
         scheduled_for_deletion,
-        current_version,
+        current_version: described.current_version,
         value,
     })
 }
@@ -205,13 +325,13 @@ pub fn decide(state: &SecretState, source_arn: &str, content: &Secret) -> Secret
 
 /// Plans the write of `content` for the database `source_arn`: [`read`], then [`decide`].
 pub async fn plan(
-    client: &SecretsClient,
+    store: &impl SecretStore,
     name: &str,
     subject: &str,
     source_arn: &str,
     content: &Secret,
 ) -> Result<SecretPlan, AwsError> {
-    Ok(decide(&read(client, name, subject).await?, source_arn, content))
+    Ok(decide(&read(store, name, subject).await?, source_arn, content))
 }
 
 /// Where and how to write the secret.
@@ -226,32 +346,32 @@ pub struct SecretTarget {
 }
 
 pub async fn apply(
-    client: &SecretsClient,
+    store: &impl SecretStore,
     target: &SecretTarget,
     plan: &SecretPlan,
     content: &Secret,
 ) -> Result<bool, AwsError> {
-    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
     match plan {
         SecretPlan::Unchanged | SecretPlan::NotOwned(_) => Ok(false),
         SecretPlan::Create => {
-            client
-                .create_secret()
-                .name(&target.name)
-                .description(&target.description)
-                .secret_string(content.expose())
-                .client_request_token(request_token(content, None))
-                .set_kms_key_id(target.kms_key_id.clone())
-                .tags(tag(OWNER_TAG, OWNER_VALUE))
-                .tags(tag(RESOURCE_TAG, &target.subject))
-                .tags(tag(SOURCE_ARN_TAG, &target.source_arn))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("CreateSecret", &e))?;
+            store
+                .create(NewSecret {
+                    name: &target.name,
+                    description: &target.description,
+                    content,
+                    request_token: &request_token(content, None),
+                    kms_key_id: target.kms_key_id.as_deref(),
+                    tags: &[
+                        (OWNER_TAG, OWNER_VALUE),
+                        (RESOURCE_TAG, &target.subject),
+                        (SOURCE_ARN_TAG, &target.source_arn),
+                    ],
+                })
+                .await?;
             Ok(true)
         }
         SecretPlan::RecordSource => {
-            tag_source(client, target).await?;
+            store.tag(&target.name, SOURCE_ARN_TAG, &target.source_arn).await?;
             Ok(true)
         }
         SecretPlan::Update {
@@ -261,40 +381,19 @@ pub async fn apply(
             ..
         } => {
             if *restore {
-                client
-                    .restore_secret()
-                    .secret_id(&target.name)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("RestoreSecret", &e))?;
+                store.restore(&target.name).await?;
             }
             // The record of which database the value describes is written first: a value is
             // never left recording a database it does not describe (the proof a deletion reads).
             if *retag {
-                tag_source(client, target).await?;
+                store.tag(&target.name, SOURCE_ARN_TAG, &target.source_arn).await?;
             }
-            client
-                .put_secret_value()
-                .secret_id(&target.name)
-                .secret_string(content.expose())
-                .client_request_token(request_token(content, previous.as_deref()))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("PutSecretValue", &e))?;
+            store
+                .put_value(&target.name, content, &request_token(content, previous.as_deref()))
+                .await?;
             Ok(true)
         }
     }
-}
-
-async fn tag_source(client: &SecretsClient, target: &SecretTarget) -> Result<(), AwsError> {
-    client
-        .tag_resource()
-        .secret_id(&target.name)
-        .tags(Tag::builder().key(SOURCE_ARN_TAG).value(&target.source_arn).build())
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("TagResource", &e))?;
-    Ok(())
 }
 
 /// The secret at a name, as a deletion sees it.
@@ -312,11 +411,11 @@ pub enum DeleteTarget {
 }
 
 /// What deleting the secret at `name` would touch.
-pub async fn inspect_for_delete(client: &SecretsClient, name: &str, subject: &str) -> Result<DeleteTarget, AwsError> {
-    Ok(match describe_ours(client, name, subject).await? {
+pub async fn inspect_for_delete(store: &impl SecretStore, name: &str, subject: &str) -> Result<DeleteTarget, AwsError> {
+    Ok(match describe_ours(store, name, subject).await? {
         Described::Absent => DeleteTarget::Absent,
         Described::NotOwned(why) => DeleteTarget::NotOwned(why),
-        Described::Ours { described, .. } if described.deleted_date().is_some() => DeleteTarget::AlreadyScheduled,
+        Described::Ours { described, .. } if described.scheduled_for_deletion => DeleteTarget::AlreadyScheduled,
         Described::Ours { recorded_arn, .. } => DeleteTarget::Ours { recorded_arn },
     })
 }
@@ -325,20 +424,13 @@ pub async fn inspect_for_delete(client: &SecretsClient, name: &str, subject: &st
 /// Another delivery of the same deletion may have scheduled it first (or this call's answer
 /// was lost and the SDK retried it): then AWS refuses, and the secret, read again, is already
 /// scheduled or gone, which is what was wanted.
-pub async fn schedule_delete(client: &SecretsClient, name: &str, recovery_days: i64) -> Result<(), AwsError> {
-    let result = client
-        .delete_secret()
-        .secret_id(name)
-        .recovery_window_in_days(recovery_days)
-        .send()
-        .await;
-    let Err(e) = result else {
+pub async fn schedule_delete(store: &impl SecretStore, name: &str, recovery_days: i64) -> Result<(), AwsError> {
+    let Err(error) = store.delete(name, recovery_days).await else {
         return Ok(());
     };
-    let error = AwsError::from_sdk("DeleteSecret", &e);
-    match client.describe_secret().secret_id(name).send().await {
-        Ok(described) if described.deleted_date().is_some() => Ok(()),
-        Err(e) if AwsError::from_sdk("DescribeSecret", &e).is_code("ResourceNotFoundException") => Ok(()),
+    match store.describe(name).await {
+        Ok(Some(described)) if described.scheduled_for_deletion => Ok(()),
+        Ok(None) => Ok(()),
         _ => Err(error),
     }
 }

@@ -133,6 +133,7 @@ async fn first_sync_of_an_instance_then_a_replay_writes_nothing() {
     assert_eq!(counter.writes(), 0, "a replay writes nothing: {:?}", counter.snapshot());
     assert_eq!(counter.total(), 5, "{:?}", counter.snapshot());
     assert_eq!(version_count(&name).await, 1);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -157,6 +158,7 @@ async fn first_sync_of_a_cluster_carries_the_reader_endpoint() {
             .unwrap()
             .contains("secret:rds!cluster-")
     );
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -193,6 +195,7 @@ async fn an_endpoint_change_makes_exactly_one_new_version() {
     // The same change again (a retried delivery): no new version.
     assert_eq!(run(&syncer, &event).await.0, "unchanged");
     assert_eq!(version_count(&name).await, 2);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -226,6 +229,7 @@ async fn a_secret_we_do_not_own_is_refused_and_untouched() {
         parameters(&format!("/crossplane/team-a/{id}")).await.is_empty(),
         "no parameter written either"
     );
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -248,6 +252,7 @@ async fn a_parameter_we_do_not_own_is_refused() {
     assert_eq!(outcome, "refused");
     assert!(detail.contains(&foreign), "{detail}");
     assert_eq!(counter.writes(), 0, "{:?}", counter.snapshot());
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -290,6 +295,7 @@ async fn the_password_is_included_only_when_configured() {
             .iter()
             .all(|(n, _, _)| !n.ends_with("/password"))
     );
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -299,6 +305,7 @@ async fn a_stale_ready_for_a_vanished_instance_does_nothing() {
     let (outcome, detail) = run(&syncer, &ready_event("ss-never-existed")).await;
     assert_eq!(outcome, "skipped", "{detail}");
     assert_eq!(counter.writes(), 0);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -359,6 +366,7 @@ async fn deletion_retains_by_default_and_deletes_when_configured() {
         "unchanged",
         "deleting twice is harmless"
     );
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -372,6 +380,7 @@ async fn a_resource_that_is_not_a_database_is_skipped_without_calls() {
     let (outcome, _) = run(&syncer, &event).await;
     assert_eq!(outcome, "skipped");
     assert_eq!(counter.total(), 0);
+    counter.assert_all_declared();
 }
 
 fn delete_settings() -> Settings {

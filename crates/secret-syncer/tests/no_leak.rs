@@ -25,11 +25,8 @@ async fn the_password_reaches_no_log_line_error_or_outcome() {
         parameter_path_template: Some("/crossplane/{namespace}/{name}".into()),
         ..Settings::default()
     };
-    let syncer = SecretSyncer::from_sdk_config(
-        &sdk,
-        settings,
-        Some(&DeclaredCounter::new(secret_syncer::AWS_OPERATIONS)),
-    );
+    let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
+    let syncer = SecretSyncer::from_sdk_config(&sdk, settings, Some(&counter));
     let mut outputs = Vec::new();
     // First sync, replay, and a change: every code path that reads or writes the password.
     for event in [ready_event(id), ready_event(id)] {
@@ -76,4 +73,5 @@ async fn the_password_reaches_no_log_line_error_or_outcome() {
             "part of the password appeared in the {what}"
         );
     }
+    counter.assert_all_declared();
 }

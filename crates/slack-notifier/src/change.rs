@@ -19,7 +19,7 @@ use common::idempotency::{Expiry, Persistence, change_key, fact_key, normalise_t
 use common::model::Lifecycle;
 use common::rds::{Databases, Liveness};
 use common::resolve::{self, Arn, Guard, TagReader};
-use common::runtime::{Invocation, Outcome, OutcomeKind, unresolved};
+use common::runtime::{Invocation, Outcome, OutcomeKind, Resolution, resolve_event};
 use common::{HandlerError, ManagedResource, ResourceEvent};
 use serde_json::json;
 
@@ -133,16 +133,16 @@ async fn ready<T: TagReader, D: Databases, P: Persistence>(
 ) -> Result<Identified, HandlerError> {
     // A stale or forged `ready` for something that is not there, or not Crossplane's, is not
     // announced.
-    let resolved = match resolve::resolve(&event.resource, &invocation.scope, lookup.guard, lookup.tagging).await {
-        Ok(resolved) => resolved,
-        Err(why) => return unresolved(why).map(Identified::NotAnnounced),
+    let resolved = match resolve_event(event, invocation, lookup.guard, lookup.tagging).await? {
+        Resolution::Resolved(resolved) => resolved,
+        Resolution::Answered(outcome) => return Ok(Identified::NotAnnounced(outcome)),
     };
     let arn = resolved.arn.as_str();
     let born = if is_rds(arn) {
         match lookup.rds.liveness(arn).await? {
             Liveness::Live(db) => db
                 .created_at
-                .ok_or_else(|| HandlerError::Permanent(format!("RDS does not say when {arn} was created")))?,
+                .ok_or_else(|| HandlerError::Permanent(format!("RDS does not say when {arn} was created").into()))?,
             Liveness::GoingAway(_) | Liveness::Gone => {
                 return not_announced(OutcomeKind::Skipped, Some(arn), "the database is gone or being deleted");
             }

@@ -104,7 +104,7 @@ impl WebhookSource {
             .map_err(|e| {
                 let error = AwsError::from_sdk("GetSecretValue", &e);
                 if error.is_code("ResourceNotFoundException") {
-                    HandlerError::Permanent(format!("the webhook secret {} does not exist", self.secret_id))
+                    HandlerError::permanent(format!("the webhook secret {} does not exist", self.secret_id), error)
                 } else {
                     error.into()
                 }
@@ -117,17 +117,16 @@ impl WebhookSource {
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_string)
                 .ok_or_else(|| {
-                    HandlerError::Permanent(format!(
-                        "the webhook secret {} holds JSON without a url field",
-                        self.secret_id
-                    ))
+                    HandlerError::Permanent(
+                        format!("the webhook secret {} holds JSON without a url field", self.secret_id).into(),
+                    )
                 })?,
             Err(_) => text.to_string(),
         };
         let webhook = self
             .allowlist
             .check(&raw)
-            .map_err(|why| HandlerError::Permanent(format!("webhook secret {}: {why}", self.secret_id)))?;
+            .map_err(|why| HandlerError::Permanent(format!("webhook secret {}: {why}", self.secret_id).into()))?;
         Ok(webhook)
     }
 }
@@ -160,14 +159,17 @@ fn classify(error: reqwest::Error, webhook: &Webhook) -> Undelivered {
         text.push_str(&format!(": {cause}"));
         source = cause.source();
     }
+    // The cause is the error without its URL.
     if never_sent {
-        Undelivered::Certainly(HandlerError::Retryable(format!(
-            "could not connect to Slack ({webhook}): {text}"
-        )))
+        Undelivered::Certainly(HandlerError::retryable(
+            format!("could not connect to Slack ({webhook}): {text}"),
+            error,
+        ))
     } else {
-        Undelivered::Perhaps(HandlerError::Retryable(format!(
-            "no answer from Slack ({webhook}) after sending the message: {text}"
-        )))
+        Undelivered::Perhaps(HandlerError::retryable(
+            format!("no answer from Slack ({webhook}) after sending the message: {text}"),
+            error,
+        ))
     }
 }
 
@@ -226,7 +228,7 @@ impl Poster {
         let answered = |class: &str| metrics.count(SLACK_ANSWERS, &[("Class", class)], 1.0);
         let certainly = |e: HandlerError| Undelivered::Certainly(e);
         let body = serde_json::to_vec(payload)
-            .map_err(|e| certainly(HandlerError::Permanent(format!("could not encode the message: {e}"))))?;
+            .map_err(|e| certainly(HandlerError::permanent(format!("could not encode the message: {e}"), e)))?;
         let mut rate_limited = 0;
         loop {
             self.pace().await;
@@ -271,10 +273,13 @@ impl Poster {
                     let wait = Duration::from_secs(retry_after.unwrap_or(1));
                     rate_limited += 1;
                     if rate_limited > MAX_RATE_LIMITED || Instant::now() + wait + self.reserve >= deadline {
-                        return Err(certainly(HandlerError::Retryable(format!(
-                            "Slack rate-limited the webhook; Retry-After {}s does not fit in the time left",
-                            wait.as_secs()
-                        ))));
+                        return Err(certainly(HandlerError::Retryable(
+                            format!(
+                                "Slack rate-limited the webhook; Retry-After {}s does not fit in the time left",
+                                wait.as_secs()
+                            )
+                            .into(),
+                        )));
                     }
                     tracing::info!(
                         retry_after_s = wait.as_secs(),
@@ -285,15 +290,15 @@ impl Poster {
                 }
                 s if s.is_server_error() => {
                     answered("server_error");
-                    return Err(certainly(HandlerError::Retryable(format!(
-                        "Slack answered {s}: {said}"
-                    ))));
+                    return Err(certainly(HandlerError::Retryable(
+                        format!("Slack answered {s}: {said}").into(),
+                    )));
                 }
                 s => {
                     answered("client_error");
-                    return Err(certainly(HandlerError::Permanent(format!(
-                        "Slack refused the message ({s}): {said}"
-                    ))));
+                    return Err(certainly(HandlerError::Permanent(
+                        format!("Slack refused the message ({s}): {said}").into(),
+                    )));
                 }
             }
         }

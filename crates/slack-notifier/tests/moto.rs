@@ -160,7 +160,8 @@ async fn the_same_transition_from_two_sources_is_one_message() {
     let id = "sn-two-sources";
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
-    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings(&hook), &counter).await;
     let ours = ready_event(id);
     let mut knative = sample("knative.resource-update.json");
     knative["data"] = ours["data"].clone();
@@ -174,6 +175,7 @@ async fn the_same_transition_from_two_sources_is_one_message() {
     again["data"]["status"]["conditions"][0]["lastTransitionTime"] = json!("2026-11-21T10:00:00Z");
     assert_eq!(run(&notifier, &again).await.unwrap().0, "duplicate");
     assert_eq!(delivered(&hook).await.len(), 1);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -181,7 +183,8 @@ async fn ten_concurrent_duplicates_make_exactly_one_message() {
     let id = "sn-concurrent";
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
-    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings(&hook), &counter).await;
     let event = ready_event(id);
     let runs = (0..10).map(|_| run(&notifier, &event));
     let outcomes = futures_util::future::join_all(runs).await;
@@ -198,6 +201,7 @@ async fn ten_concurrent_duplicates_make_exactly_one_message() {
         "{outcomes:?}"
     );
     assert_eq!(delivered(&hook).await.len(), 1);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -206,12 +210,14 @@ async fn a_429_is_honoured_then_the_message_goes_through() {
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
     fail_next(&hook, json!({"status": 429, "body": "rate_limited", "retry_after": 1})).await;
-    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings(&hook), &counter).await;
     let started = Instant::now();
     assert_eq!(run(&notifier, &ready_event(id)).await.unwrap().0, "applied");
     assert!(started.elapsed() >= Duration::from_secs(1), "waited for Retry-After");
     let all = received(&hook).await;
     assert_eq!(all.iter().map(|(status, _, _)| *status).collect::<Vec<_>>(), [429, 200]);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -220,7 +226,8 @@ async fn a_500_is_retryable_and_the_retry_posts_once() {
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
     fail_next(&hook, json!({"status": 500, "body": "internal_error"})).await;
-    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings(&hook), &counter).await;
     let error = run(&notifier, &ready_event(id)).await.unwrap_err();
     assert_eq!(error.error_type(), "RetryableFailure", "{error}");
     assert!(delivered(&hook).await.is_empty());
@@ -231,6 +238,7 @@ async fn a_500_is_retryable_and_the_retry_posts_once() {
     );
     assert_eq!(run(&notifier, &ready_event(id)).await.unwrap().0, "duplicate");
     assert_eq!(delivered(&hook).await.len(), 1);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -239,7 +247,8 @@ async fn a_404_channel_not_found_is_permanent_and_reported() {
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
     fail_next(&hook, json!({"status": 404, "body": "channel_not_found"})).await;
-    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings(&hook), &counter).await;
     let error = run(&notifier, &ready_event(id)).await.unwrap_err();
     assert_eq!(error.error_type(), "PermanentFailure");
     assert!(error.message().contains("channel_not_found"), "{error}");
@@ -249,6 +258,7 @@ async fn a_404_channel_not_found_is_permanent_and_reported() {
     );
     // Once the channel is fixed, the change is still announced (the claim was given back).
     assert_eq!(run(&notifier, &ready_event(id)).await.unwrap().0, "applied");
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -258,7 +268,8 @@ async fn a_crash_after_claiming_expires_and_a_later_retry_posts_exactly_once() {
     let hook = webhook(id).await;
     let mut settings = settings(&hook);
     settings.idempotency.wait_for_other = Duration::from_millis(300);
-    let notifier = notifier(settings, &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings, &counter).await;
     let event = ready_event(id);
     // An invocation claims the change with 1.5 s to live, then dies before posting.
     let key = key_of(&notifier, &event).await;
@@ -278,6 +289,7 @@ async fn a_crash_after_claiming_expires_and_a_later_retry_posts_exactly_once() {
     assert_eq!(run(&notifier, &event).await.unwrap().0, "applied");
     assert_eq!(run(&notifier, &event).await.unwrap().0, "duplicate");
     assert_eq!(delivered(&hook).await.len(), 1);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -304,6 +316,7 @@ async fn a_disallowed_webhook_host_is_refused_before_any_request() {
         "no claim taken: {:?}",
         counter.snapshot()
     );
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -312,7 +325,8 @@ async fn deleted_and_failed_are_announced_with_the_reason_escaped() {
     let sdk = moto_config().await;
     create_instance(&sdk, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
-    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings(&hook), &counter).await;
     let mut failed = ready_event(id);
     failed["type"] = json!("io.crossplane.managed.failed");
     failed["data"]["status"]["conditions"][1] = json!({"type": "Synced", "status": "False", "reason": "ReconcileError",
@@ -330,6 +344,7 @@ async fn deleted_and_failed_are_announced_with_the_reason_escaped() {
     assert!(failure.contains("&lt;!channel&gt; quota &amp; limits"), "{failure}");
     assert!(!failure.contains("<!channel>"));
     assert!(messages[2]["text"].as_str().unwrap().contains("was deleted"));
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -341,7 +356,8 @@ async fn an_sqs_batch_posts_no_faster_than_the_interval() {
     let hook = webhook("sn-batch").await;
     let mut settings = settings(&hook);
     settings.min_interval = Duration::from_millis(400);
-    let notifier = notifier(settings, &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings, &counter).await;
     let records: Vec<Value> = ids
         .iter()
         .map(|id| json!({"messageId": id, "eventSource": "aws:sqs", "body": ready_event(id).to_string()}))
@@ -361,6 +377,7 @@ async fn an_sqs_batch_posts_no_faster_than_the_interval() {
     for pair in times.windows(2) {
         assert!(pair[1] - pair[0] >= 0.35, "posted {:.3}s apart", pair[1] - pair[0]);
     }
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -375,6 +392,7 @@ async fn lifecycles_not_configured_are_skipped_without_calls() {
         "skipped"
     );
     assert_eq!(counter.total(), 0);
+    counter.assert_all_declared();
 }
 
 // --- Issue 8 and 9: isolation, change identity across sources, the claim protocol under faults
@@ -516,7 +534,8 @@ async fn one_change_from_every_source_in_any_order_is_one_message() {
 async fn one_failure_episode_is_one_message_whatever_its_count() {
     let id = "sn-episode";
     let hook = webhook(id).await;
-    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings(&hook), &counter).await;
     let mut warning = sample("k8s-event-exporter.cannot-update.json");
     warning["involvedObject"]["name"] = json!(id);
     for count in 1..=3 {
@@ -530,6 +549,7 @@ async fn one_failure_episode_is_one_message_whatever_its_count() {
     let (outcome, detail) = run(&notifier, &failed).await.unwrap();
     assert_eq!(outcome, "duplicate", "{detail}");
     assert_eq!(delivered(&hook).await.len(), 1);
+    counter.assert_all_declared();
 }
 
 /// Issue 8: a Ready flap makes Crossplane delete the composed Invocations, so the function
@@ -539,7 +559,8 @@ async fn a_ready_flap_announces_no_deletion() {
     let id = "sn-flap";
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
-    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings(&hook), &counter).await;
     let mut input = ready_event(id);
     input["tf"] = json!({"action": "create", "prev_input": null});
     assert_eq!(run(&notifier, &input).await.unwrap().0, "applied");
@@ -548,6 +569,7 @@ async fn a_ready_flap_announces_no_deletion() {
     assert_eq!(outcome, "skipped", "{detail}");
     assert!(detail.contains("still exists"), "{detail}");
     assert_eq!(delivered(&hook).await.len(), 1, "only the ready message");
+    counter.assert_all_declared();
 }
 
 /// Issue 8: RDS's own deletion event for a database Crossplane never managed is not announced.
@@ -557,13 +579,15 @@ async fn an_unmanaged_database_deletion_is_not_announced() {
     create_instance(&moto_config().await, id, &[], Managed::No).await;
     delete_instance(id).await;
     let hook = webhook(id).await;
-    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings(&hook), &counter).await;
     let mut deleted = sample("eventbridge.rds-instance-deleted.json");
     deleted["detail"]["SourceArn"] = json!(db_arn(id));
     deleted["detail"]["SourceIdentifier"] = json!(format!("rds:{id}"));
     let (outcome, detail) = run(&notifier, &deleted).await.unwrap();
     assert_eq!(outcome, "refused", "{detail}");
     assert!(delivered(&hook).await.is_empty());
+    counter.assert_all_declared();
 }
 
 /// Issue 9: Slack answered 200, then completing the claim fails (every attempt): the message
@@ -599,7 +623,8 @@ async fn the_claim_outlives_a_slow_slack() {
     fail_next(&hook, json!({"delay": 8})).await;
     let mut settings = settings(&hook);
     settings.idempotency.expiry.max_in_progress = Duration::from_secs(5);
-    let notifier = notifier(settings, &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings, &counter).await;
     let event = ready_event(id);
     let first = run(&notifier, &event);
     let second = async {
@@ -612,6 +637,7 @@ async fn the_claim_outlives_a_slow_slack() {
     assert!(detail.contains("uncertain"), "{detail}");
     assert_eq!(second.unwrap().0, "duplicate");
     assert_eq!(received(&hook).await.len(), 1, "one message reached Slack");
+    counter.assert_all_declared();
 }
 
 /// Issue 9: delivery whose result is unknown (Slack took the message, the connection was reset
@@ -626,7 +652,8 @@ async fn uncertain_delivery_follows_the_configured_policy() {
         fail_next(&hook, json!({"reset": true})).await;
         let mut settings = settings(&hook);
         settings.idempotency.on_uncertain = idempotency::OnUncertain::parse(policy).unwrap();
-        let notifier = notifier(settings, &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+        let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+        let notifier = notifier(settings, &counter).await;
         let first = run(&notifier, &ready_event(&id)).await;
         match policy {
             "assume-delivered" => assert!(
@@ -641,6 +668,7 @@ async fn uncertain_delivery_follows_the_configured_policy() {
         let _ = run(&notifier, &ready_event(&id)).await.unwrap();
         assert_eq!(run(&notifier, &ready_event(&id)).await.unwrap().0, "duplicate");
         assert_eq!(received(&hook).await.len(), messages, "{policy}");
+        counter.assert_all_declared();
     }
 }
 
@@ -723,7 +751,8 @@ async fn the_metrics_count_aws_calls_slack_answers_and_duplicates() {
     let id = "sn-metrics";
     create_instance(&moto_config().await, id, &[], Managed::Namespaced).await;
     let hook = webhook(id).await;
-    let notifier = notifier(settings(&hook), &DeclaredCounter::new(slack_notifier::AWS_OPERATIONS)).await;
+    let counter = DeclaredCounter::new(slack_notifier::AWS_OPERATIONS);
+    let notifier = notifier(settings(&hook), &counter).await;
     let first = invocation();
     dispatch(&notifier, ready_event(id).to_string().as_bytes(), &first, 8)
         .await
@@ -745,4 +774,5 @@ async fn the_metrics_count_aws_calls_slack_answers_and_duplicates() {
         .expect("a duplicate suppressed");
     assert_eq!(duplicate["Events"], json!(1.0));
     assert_eq!(duplicate["resources"], json!([format!("Instance/team-a/{id}")]));
+    counter.assert_all_declared();
 }

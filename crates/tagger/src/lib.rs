@@ -13,8 +13,8 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use common::aws::CallCounter;
 use common::model::Lifecycle;
-use common::resolve::{self, Guard, TagReader};
-use common::runtime::{Handler, Invocation, Outcome, OutcomeKind};
+use common::resolve::{Guard, TagReader};
+use common::runtime::{Handler, Invocation, Outcome, OutcomeKind, Resolution, resolve_event};
 use common::tagging::{LiveCheck, RdsLiveCheck, TaggingApi};
 use common::{HandlerError, ResourceEvent};
 
@@ -146,13 +146,14 @@ impl<T: TagReader + TagWriter, L: LiveCheck> Tagger<T, L> {
                 ));
             }
         }
-        let resolved = match resolve::resolve(&event.resource, &invocation.scope, &self.guard, &self.tags).await {
-            Ok(resolved) => resolved,
-            Err(why) => return common::runtime::unresolved(why),
+        let resolved = match resolve_event(event, invocation, &self.guard, &self.tags).await? {
+            Resolution::Resolved(resolved) => resolved,
+            Resolution::Answered(outcome) => return Ok(outcome),
         };
         let arn = resolved.arn.as_str();
         let policy = self.policy.get().await?;
-        let plan = plan::plan(arn, &resolved.resource, &resolved.tags, &policy).map_err(HandlerError::Permanent)?;
+        let plan = plan::plan(arn, &resolved.resource, &resolved.tags, &policy)
+            .map_err(|why| HandlerError::Permanent(why.into()))?;
         let dropped = if plan.dropped.is_empty() {
             String::new()
         } else {

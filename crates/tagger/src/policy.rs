@@ -38,12 +38,12 @@ impl TagPolicy {
     /// see [`common::crossplane::reserved_tag_key`]) is refused as a whole.
     pub fn parse(text: &str, origin: &str) -> Result<Self, HandlerError> {
         let policy: TagPolicy = serde_json::from_str(text)
-            .map_err(|e| HandlerError::Permanent(format!("tag policy {origin} is not valid: {e}")))?;
+            .map_err(|e| HandlerError::permanent(format!("tag policy {origin} is not valid: {e}"), e))?;
         for key in policy.tags.keys().chain(policy.defaults.keys()) {
             if let Some(why) = common::crossplane::reserved_tag_key(key) {
-                return Err(HandlerError::Permanent(format!(
-                    "tag policy {origin} names the reserved tag {key:?}: {why}"
-                )));
+                return Err(HandlerError::Permanent(
+                    format!("tag policy {origin} names the reserved tag {key:?}: {why}").into(),
+                ));
             }
         }
         Ok(policy)
@@ -73,7 +73,7 @@ impl PolicySource {
                     .map_err(|e| {
                         let error = AwsError::from_sdk("GetParameter", &e);
                         if error.is_code("ParameterNotFound") {
-                            HandlerError::Permanent(format!("tag policy parameter {name} does not exist"))
+                            HandlerError::permanent(format!("tag policy parameter {name} does not exist"), error)
                         } else {
                             error.into()
                         }

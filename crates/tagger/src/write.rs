@@ -117,18 +117,20 @@ pub async fn write_tags(
                 break;
             }
             if let Some((arn, failure)) = failures.iter().find(|(_, f)| !f.is_throttled()) {
-                return Err(HandlerError::Permanent(format!(
-                    "TagResources failed for {arn}: {} {}",
-                    failure.code, failure.message
-                )));
+                return Err(HandlerError::Permanent(
+                    format!("TagResources failed for {arn}: {} {}", failure.code, failure.message).into(),
+                ));
             }
             let delay = backoff.delay(attempt);
             if Instant::now() + delay + backoff.reserve > deadline {
-                return Err(HandlerError::Retryable(format!(
-                    "TagResources still throttled for {} after {} attempts; no time left to retry",
-                    failures.keys().cloned().collect::<Vec<_>>().join(", "),
-                    attempt + 1
-                )));
+                return Err(HandlerError::Retryable(
+                    format!(
+                        "TagResources still throttled for {} after {} attempts; no time left to retry",
+                        failures.keys().cloned().collect::<Vec<_>>().join(", "),
+                        attempt + 1
+                    )
+                    .into(),
+                ));
             }
             tracing::info!(
                 attempt,

@@ -138,6 +138,7 @@ async fn first_event_applies_exactly_the_difference_and_a_replay_writes_nothing(
         counter.snapshot()
     );
     assert_eq!(live_tags(&sdk, id).await, tags);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -172,6 +173,7 @@ async fn a_drifted_tag_is_restored_and_a_default_is_never_overwritten() {
         "the default did not overwrite"
     );
     assert_eq!(calls(&counter, "TagResources"), 1);
+    counter.assert_all_declared();
 }
 
 /// Throttles the first `TagResources` for every ARN (as AWS does, inside `FailedResourcesMap`
@@ -240,6 +242,7 @@ async fn a_throttled_entry_is_retried() {
         "the throttled call never reached moto; the retry did"
     );
     assert_eq!(live_tag(&sdk, id, "cost-center").await.as_deref(), Some("platform"));
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -253,6 +256,7 @@ async fn a_forged_event_for_another_account_is_refused_without_any_call() {
     assert_eq!(kind, "refused");
     assert!(detail.contains("account 999999999999"), "{detail}");
     assert_eq!(counter.total(), 0, "{:?}", counter.snapshot());
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -270,6 +274,7 @@ async fn a_resource_crossplane_does_not_manage_is_refused_and_unchanged() {
     assert!(detail.contains("not managed by Crossplane"), "{detail}");
     assert_eq!(counter.writes(), 0);
     assert_eq!(live_tags(&sdk, id).await, before);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -293,6 +298,7 @@ async fn a_resource_managed_as_another_object_is_refused() {
     assert_eq!(kind, "refused");
     assert!(detail.contains("team-a/"), "{detail}");
     assert_eq!(counter.writes(), 0);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -305,6 +311,7 @@ async fn a_stale_ready_for_a_vanished_instance_does_nothing() {
     assert_eq!(kind, "skipped");
     assert!(detail.contains("does not exist"), "{detail}");
     assert_eq!(counter.writes(), 0);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -324,6 +331,7 @@ async fn a_reference_is_resolved_by_crossplane_tags() {
     assert_eq!(outcome(&response).0, "applied", "{response}");
     assert_eq!(response["results"][0]["resource"], json!(arn(id)));
     assert_eq!(live_tag(&sdk, id, "cost-center").await.as_deref(), Some("platform"));
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -346,6 +354,7 @@ async fn an_rds_event_without_tags_takes_its_identity_from_the_live_resource() {
         Some("team-a"),
         "{tags:?}"
     );
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -381,6 +390,7 @@ async fn an_sqs_batch_reports_only_the_failed_record() {
         "{response}"
     );
     assert_eq!(live_tag(&sdk, good, "owner").await.as_deref(), Some("platform-team"));
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -398,6 +408,7 @@ async fn invalid_input_makes_no_aws_call() {
         assert_eq!(err.error_type(), "InvalidEvent", "{name}");
     }
     assert_eq!(counter.total(), 0);
+    counter.assert_all_declared();
 }
 
 #[tokio::test]
@@ -422,6 +433,7 @@ async fn cluster_scoped_resources_are_tagged_too() {
     let tags = live_tags(&sdk, id).await;
     assert_eq!(tags.get("cost-center").map(String::as_str), Some("platform"));
     assert!(!tags.contains_key("crossplane.io/namespace"));
+    counter.assert_all_declared();
 }
 
 /// Issue 8: a tenant's labels cannot write the provider's identity tags, nor the suite's
