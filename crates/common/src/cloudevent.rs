@@ -209,7 +209,10 @@ mod tests {
     fn only_spec_version_1_0_is_accepted() {
         assert!(parse_event(&event_with("specversion", json!("1.0"))).is_ok());
         let e = refusal(event_with("specversion", json!("0.3")));
-        assert_eq!((e.at.as_str(), e.reason.as_str()), ("specversion", "unsupported version \"0.3\", expected \"1.0\""));
+        assert_eq!(
+            (e.at.as_str(), e.reason.as_str()),
+            ("specversion", "unsupported version \"0.3\", expected \"1.0\"")
+        );
         let e = refusal(event_with("specversion", json!("")));
         assert_eq!((e.at.as_str(), e.reason.as_str()), ("specversion", "is empty"));
         let e = refusal(event_with("specversion", json!(1.0)));
@@ -223,7 +226,10 @@ mod tests {
     fn required_attributes_are_non_empty_strings() {
         for name in ["id", "source", "type"] {
             let e = refusal(event_with(name, json!("")));
-            assert_eq!((e.at.as_str(), e.reason.as_str()), (name, "is empty; it must be a non-empty string"));
+            assert_eq!(
+                (e.at.as_str(), e.reason.as_str()),
+                (name, "is empty; it must be a non-empty string")
+            );
             let e = refusal(event_with(name, json!(7)));
             assert_eq!(e.reason, "must be a string, found a number");
         }
@@ -233,10 +239,16 @@ mod tests {
     fn optional_attributes_are_absent_null_or_non_empty_strings() {
         for name in ["subject", "dataschema", "datacontenttype", "time"] {
             let e = refusal(event_with(name, json!("")));
-            assert_eq!((e.at.as_str(), e.reason.as_str()), (name, "is empty; omit it or give a value"));
+            assert_eq!(
+                (e.at.as_str(), e.reason.as_str()),
+                (name, "is empty; omit it or give a value")
+            );
             let e = refusal(event_with(name, json!(true)));
             assert_eq!(e.reason, "must be a string, found a boolean");
-            assert!(parse_event(&event_with(name, Value::Null)).is_ok(), "{name}: null is absent");
+            assert!(
+                parse_event(&event_with(name, Value::Null)).is_ok(),
+                "{name}: null is absent"
+            );
         }
         assert!(parse_event(&event_with("subject", json!("rds.aws.upbound.io/v1beta1/instances/x"))).is_ok());
         let e = refusal(event_with("datacontenttype", json!("json")));
@@ -256,16 +268,28 @@ mod tests {
 
     #[test]
     fn extension_values_follow_the_type_system() {
-        for fine in [json!("x"), json!(true), Value::Null, json!(2147483647), json!(-2147483648)] {
+        for fine in [
+            json!("x"),
+            json!(true),
+            Value::Null,
+            json!(2147483647),
+            json!(-2147483648),
+        ] {
             assert!(parse_event(&event_with("ext1", fine.clone())).is_ok(), "{fine}");
         }
         let e = refusal(event_with("ext", json!(["x"])));
-        assert_eq!(e.reason, "extension values must be strings, booleans or integers, found an array");
+        assert_eq!(
+            e.reason,
+            "extension values must be strings, booleans or integers, found an array"
+        );
         let e = refusal(event_with("ext", json!({"a": 1})));
         assert!(e.reason.ends_with("found an object"), "{e}");
         assert!(refusal(event_with("ext", json!(1.5))).reason.contains("32-bit"));
         assert_eq!(refusal(event_with("ext-1", json!("x"))).at, "ext-1");
-        assert_eq!(refusal(json!(null)).reason, "a CloudEvent must be a JSON object, found null");
+        assert_eq!(
+            refusal(json!(null)).reason,
+            "a CloudEvent must be a JSON object, found null"
+        );
     }
 
     #[test]

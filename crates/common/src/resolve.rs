@@ -490,7 +490,13 @@ mod tests {
     fn an_arn_has_six_parts_and_names_partition_service_and_resource() {
         let parsed = Arn::parse("arn:aws:rds:us-east-1:111122223333:db:x:y").unwrap();
         assert_eq!(
-            (parsed.partition, parsed.service, parsed.region, parsed.account, parsed.resource),
+            (
+                parsed.partition,
+                parsed.service,
+                parsed.region,
+                parsed.account,
+                parsed.resource
+            ),
             ("aws", "rds", "us-east-1", "111122223333", "db:x:y")
         );
         for malformed in [
@@ -512,12 +518,19 @@ mod tests {
             assert!(err.contains("12-digit account"), "{no_account}: {err}");
         }
         let err = own.check("arn:aws:s3:us-east-1::bucket", None, &scope()).unwrap_err();
-        assert!(err.contains("12-digit account"), "an S3 ARN with a region is not global: {err}");
-        let err = own.check("arn:aws:rds:us-east-1:1111222233ab:db:x", None, &scope()).unwrap_err();
+        assert!(
+            err.contains("12-digit account"),
+            "an S3 ARN with a region is not global: {err}"
+        );
+        let err = own
+            .check("arn:aws:rds:us-east-1:1111222233ab:db:x", None, &scope())
+            .unwrap_err();
         assert!(err.contains("12-digit account"), "{err}");
         let err = own.check("arn:aws:rds::111122223333:db:x", None, &scope()).unwrap_err();
         assert!(err.contains("does not name a region"), "{err}");
-        let err = own.check("arn:aws-cn:rds:us-east-1:111122223333:db:x", None, &scope()).unwrap_err();
+        let err = own
+            .check("arn:aws-cn:rds:us-east-1:111122223333:db:x", None, &scope())
+            .unwrap_err();
         assert!(err.contains("partition aws-cn"), "{err}");
     }
 

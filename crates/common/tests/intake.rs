@@ -86,6 +86,20 @@ fn crossplane_invocation_input() {
 }
 
 #[test]
+fn the_invocation_action_decides_over_the_event_type() {
+    // A ready event of a Ready object, in an Invocation whose action is delete: the function
+    // is being deleted with its resource, so the signal is the action's, not the type's.
+    let mut invocation: serde_json::Value = serde_json::from_slice(&sample("invocation.create.json")).unwrap();
+    invocation["tf"]["action"] = "delete".into();
+    let events = match read_payload(invocation.to_string().as_bytes()) {
+        Ok(Intake::Direct(events)) => events,
+        other => panic!("expected a direct invocation, got {other:?}"),
+    };
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].lifecycle, Lifecycle::Deleted);
+}
+
+#[test]
 fn knative_resource_and_ref_modes() {
     let e = one("knative.resource-update.json");
     assert_eq!(e.lifecycle, Lifecycle::Ready);

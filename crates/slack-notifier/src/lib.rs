@@ -291,7 +291,7 @@ mod declaration_tests {
                 include_str!("change.rs"),
                 include_str!("../../common/src/tagging.rs"),
                 include_str!("../../common/src/rds.rs"),
-                include_str!("../../common/src/idempotency.rs"),
+                include_str!("../../common/src/idempotency/dynamodb.rs"),
             ],
         );
     }

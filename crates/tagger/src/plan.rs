@@ -207,6 +207,24 @@ mod tests {
     }
 
     #[test]
+    fn a_label_naming_a_reserved_key_is_reported_by_the_plan_not_written() {
+        let mut forged = resource();
+        forged
+            .labels
+            .insert("tags.example.com/crossplane-name".into(), "someone-else".into());
+        let p = plan(ARN, &forged, &TagSet::new(), &policy()).unwrap();
+        assert!(!p.to_set.contains_key("crossplane-name"));
+        assert_eq!(p.dropped.len(), 2, "{:?}", p.dropped);
+        assert!(
+            p.dropped
+                .iter()
+                .any(|why| why.contains("reserved tag \"crossplane-name\"")),
+            "{:?}",
+            p.dropped
+        );
+    }
+
+    #[test]
     fn exactly_fifty_tags_is_within_the_limit() {
         // The first plan adds seven tags; 43 unrelated ones make exactly AWS's 50.
         let at_limit: TagSet = (0..43).map(|i| (format!("k{i}"), "v".into())).collect();
