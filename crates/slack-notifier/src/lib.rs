@@ -3,6 +3,7 @@
 //! shared claim protocol ([`common::idempotency`]) around the post, keyed by the change's
 //! identity ([`change`]), which every trigger path agrees on.
 
+pub mod answer;
 pub mod change;
 pub mod message;
 pub mod webhook;
@@ -14,13 +15,13 @@ use common::aws::CallCounter;
 use common::idempotency::{Config, DynamoStore, Effect, Expiry, Idempotency, OnUncertain, Ran};
 use common::model::Lifecycle;
 use common::resolve::{Arn, Guard};
-use common::runtime::{Handler, Invocation, Outcome, OutcomeKind};
+use common::runtime::{Handler, Invocation, Outcome};
 use common::tagging::TaggingApi;
 use common::{HandlerError, ResourceEvent};
 
 use crate::change::{Change, Identified};
 use crate::message::Facts;
-use crate::webhook::{Allowlist, Poster, Undelivered, WebhookSource};
+use crate::webhook::{Allowlist, Poster, WebhookSource};
 
 pub const NAME: &str = "slack-notifier";
 
@@ -166,9 +167,8 @@ impl SlackNotifier {
     }
 
     async fn notify(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
-        if !self.settings.notify_on.contains(&event.lifecycle) {
-            let detail = format!("{}: not one of NOTIFY_ON", event.lifecycle.as_str());
-            return Ok(Outcome::new(OutcomeKind::Skipped, None, detail));
+        if let Some(skipped) = answer::unwanted(&self.settings.notify_on, event.lifecycle) {
+            return Ok(skipped);
         }
         let lookup = change::Lookup {
             tagging: &self.tagging,
@@ -213,41 +213,27 @@ impl SlackNotifier {
                     {
                         return Effect::Failed(error);
                     }
-                    match self.poster.post(webhook, payload, deadline, &invocation.metrics).await {
-                        Ok(()) => Effect::Done(format!("posted {} for {description}", event.lifecycle.as_str())),
-                        Err(Undelivered::Certainly(error)) => Effect::Failed(error),
-                        Err(Undelivered::Perhaps(error)) => Effect::Uncertain(error),
-                    }
+                    let posted = self.poster.post(webhook, payload, deadline, &invocation.metrics).await;
+                    answer::effect(posted, event.lifecycle, description)
                 }
             })
             .await?;
-        match ran {
-            Ran::Acted { warning, .. } => {
-                let mut detail = format!("posted to Slack ({webhook})");
-                // An announced deletion ends the lifetime: its memory now expires like a record.
-                if change.lifecycle == Lifecycle::Deleted
-                    && let Err(error) =
-                        change::remember_lifetime(&change, lookup.store, &self.settings.idempotency.expiry).await
-                {
-                    tracing::warn!(event = %event.id, error = %error, "announced, but the lifetime's expiry was not set");
-                    detail.push_str(&format!("; warning: the lifetime's expiry was not set ({error})"));
-                }
-                if let Some(warning) = warning {
-                    detail.push_str(&format!("; warning: {warning}"));
-                }
-                Ok(Outcome::new(OutcomeKind::Applied, arn, detail))
-            }
-            Ran::AlreadyDone(result) => Ok(Outcome::new(
-                OutcomeKind::Duplicate,
-                arn,
-                format!("already notified: {result}"),
-            )),
-            Ran::DoneByOther(result) => Ok(Outcome::new(
-                OutcomeKind::Duplicate,
-                arn,
-                format!("notified by another invocation: {result}"),
-            )),
-        }
+        // An announced deletion ends the lifetime: its memory now expires like a record.
+        let lifetime_not_expiring = match &ran {
+            Ran::Acted { .. } if change.lifecycle == Lifecycle::Deleted => change::remember_lifetime(
+                &change,
+                lookup.store,
+                &self.settings.idempotency.expiry,
+            )
+            .await
+            .err()
+            .map(|error| {
+                tracing::warn!(event = %event.id, error = %error, "announced, but the lifetime's expiry was not set");
+                error.to_string()
+            }),
+            _ => None,
+        };
+        Ok(answer::answer(ran, arn, &webhook, lifetime_not_expiring.as_deref()))
     }
 
     /// The claim protocol (tests reach its records through it).
