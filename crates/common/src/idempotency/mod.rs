@@ -694,6 +694,177 @@ mod tests {
         );
     }
 
+    #[test]
+    fn fact_keys_name_the_function_the_topic_and_what_they_are_about() {
+        let key = fact_key("slack-notifier", "lifetime", "arn:aws:rds:us-east-1:111122223333:db:a");
+        assert!(key.starts_with("slack-notifier#lifetime#"), "{key}");
+        assert_eq!(key.len(), "slack-notifier#lifetime#".len() + 64, "a SHA-256 of what it is about");
+        assert_eq!(key, fact_key("slack-notifier", "lifetime", "arn:aws:rds:us-east-1:111122223333:db:a"));
+        assert_ne!(key, fact_key("slack-notifier", "lifetime", "arn:aws:rds:us-east-1:111122223333:db:b"));
+        assert_ne!(key, fact_key("slack-notifier", "other", "arn:aws:rds:us-east-1:111122223333:db:a"));
+        assert_ne!(key, fact_key("secret-syncer", "lifetime", "arn:aws:rds:us-east-1:111122223333:db:a"));
+    }
+
+    #[test]
+    fn the_uncertain_delivery_policy_has_two_names() {
+        assert_eq!(OnUncertain::parse("assume-delivered"), Some(OnUncertain::AssumeDone));
+        assert_eq!(OnUncertain::parse("retry"), Some(OnUncertain::Retry));
+        assert_eq!(OnUncertain::parse("Retry"), None);
+        assert_eq!(OnUncertain::parse(""), None);
+    }
+
+    #[test]
+    fn a_claim_of_the_minimum_hold_is_enough_and_a_shorter_one_is_refused() {
+        let with_hold = |max_in_progress| Config {
+            expiry: Expiry {
+                max_in_progress,
+                ..Expiry::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(with_hold(MIN_IN_PROGRESS).check(), Ok(()));
+        let err = with_hold(MIN_IN_PROGRESS - Duration::from_millis(1)).check().unwrap_err();
+        assert!(err.contains("IDEMPOTENCY_IN_PROGRESS_MAX_SECONDS=4"), "{err}");
+        let config = Config {
+            complete_attempts: 7,
+            on_uncertain: OnUncertain::Retry,
+            ..with_hold(Duration::from_secs(42))
+        };
+        assert_eq!(protocol(config).config(), &config);
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_answers_peeks_and_completes_as_dynamodb_does() {
+        let store = MemoryStore::default();
+        let until = millis(now() + Duration::from_secs(30));
+        assert_eq!(store.peek("k").await.unwrap(), None);
+        store.claim("k", "a#1", "d", until).await.unwrap();
+        assert_eq!(store.peek("k").await.unwrap(), Some(Claim::InProgress { until_ms: until }));
+        assert!(!store.complete("k", "b#1", "posted", u64::MAX).await.unwrap(), "not the holder");
+        assert_eq!(store.peek("k").await.unwrap(), Some(Claim::InProgress { until_ms: until }));
+        assert!(store.complete("k", "a#1", "posted", u64::MAX).await.unwrap());
+        assert_eq!(store.peek("k").await.unwrap(), Some(Claim::Completed("posted".into())));
+    }
+
+    /// A store whose completing write always fails, counting the attempts.
+    #[derive(Default)]
+    struct NeverCompletes {
+        attempts: AtomicU32,
+    }
+
+    /// A store where another invocation always holds the claim, and its hold has always just
+    /// lapsed; it fails loudly past ten claims, so a run that never gives up ends the test.
+    #[derive(Default)]
+    struct AlwaysLapsed {
+        claims: AtomicU32,
+    }
+
+    fn throttled(operation: &'static str) -> AwsError {
+        AwsError {
+            operation,
+            retryable: true,
+            code: Some("ThrottlingException".into()),
+            message: "throttled".into(),
+        }
+    }
+
+    impl Persistence for NeverCompletes {
+        async fn claim(&self, _: &str, _: &str, _: &str, until_ms: u64) -> Result<Claim, AwsError> {
+            Ok(Claim::Acquired { until_ms })
+        }
+        async fn peek(&self, _: &str) -> Result<Option<Claim>, AwsError> {
+            Ok(None)
+        }
+        async fn complete(&self, _: &str, _: &str, _: &str, _: u64) -> Result<bool, AwsError> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            Err(throttled("UpdateItem"))
+        }
+        async fn release(&self, _: &str, _: &str) -> Result<(), AwsError> {
+            Ok(())
+        }
+        async fn remember(&self, _: &str, _: &BTreeMap<String, String>, _: Option<u64>) -> Result<(), AwsError> {
+            Ok(())
+        }
+        async fn recall(&self, _: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+            Ok(None)
+        }
+    }
+
+    impl Persistence for AlwaysLapsed {
+        async fn claim(&self, _: &str, _: &str, _: &str, _: u64) -> Result<Claim, AwsError> {
+            if self.claims.fetch_add(1, Ordering::SeqCst) >= 10 {
+                return Err(throttled("PutItem"));
+            }
+            Ok(Claim::InProgress { until_ms: 0 })
+        }
+        async fn peek(&self, _: &str) -> Result<Option<Claim>, AwsError> {
+            Ok(None)
+        }
+        async fn complete(&self, _: &str, _: &str, _: &str, _: u64) -> Result<bool, AwsError> {
+            Ok(false)
+        }
+        async fn release(&self, _: &str, _: &str) -> Result<(), AwsError> {
+            Ok(())
+        }
+        async fn remember(&self, _: &str, _: &BTreeMap<String, String>, _: Option<u64>) -> Result<(), AwsError> {
+            Ok(())
+        }
+        async fn recall(&self, _: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn completing_is_tried_with_doubling_pauses_while_the_deadline_allows() {
+        let p = Idempotency::new(NeverCompletes::default(), Config::default());
+        let start = Instant::now();
+        let ran = p.complete("k", "a#1", "posted", start + Duration::from_secs(60)).await;
+        assert_eq!(p.store().attempts.load(Ordering::SeqCst), 4, "complete_attempts");
+        assert_eq!(start.elapsed(), Duration::from_millis(100 + 200 + 400), "no pause after the last");
+        assert!(matches!(&ran, Ran::Acted { warning: Some(w), .. } if w.contains("throttled")), "{ran:?}");
+
+        // A pause that would reach the deadline is not taken: one attempt, no wait.
+        let p = Idempotency::new(NeverCompletes::default(), Config::default());
+        let start = Instant::now();
+        p.complete("k", "a#1", "posted", start + Duration::from_millis(100)).await;
+        assert_eq!(p.store().attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_that_keeps_lapsing_is_claimed_again_three_times_then_left_for_a_retry() {
+        let p = Idempotency::new(AlwaysLapsed::default(), Config::default());
+        let err = p
+            .run("k", "d", "b", soon(), |_| async { Effect::Done("posted".into()) })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            HandlerError::Retryable("another invocation holds this change; retry to confirm it was done".into())
+        );
+        assert_eq!(p.store().claims.load(Ordering::SeqCst), 1 + RECLAIMS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_another_invocation_takes_at_most_a_quarter_of_the_time_left() {
+        let p = protocol(Config {
+            wait_for_other: Duration::from_secs(10),
+            ..Config::default()
+        });
+        p.store()
+            .claim("k", "other#1", "d", millis(now() + Duration::from_secs(600)))
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let err = p
+            .run("k", "d", "b", start + Duration::from_secs(2), |_| async { Effect::Done("posted".into()) })
+            .await
+            .unwrap_err();
+        assert!(err.message().contains("another invocation is acting on this change"), "{err}");
+        // A quarter of 2 s is 0.5 s, checked every 0.2 s: it gives up at the third check.
+        assert_eq!(start.elapsed(), Duration::from_millis(600));
+    }
+
     #[tokio::test]
     async fn the_act_deadline_ends_before_the_claim() {
         let p = protocol(Config {
