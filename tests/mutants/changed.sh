@@ -12,7 +12,11 @@ if ! git merge-base --is-ancestor "$base" HEAD 2>/dev/null; then
 fi
 mkdir -p target
 diff="$root/target/mutants-changed.diff"
-# Against the working tree: committed and uncommitted changes alike.
-git diff "$base" -- 'crates/*.rs' > "$diff"
+# Against the working tree: committed and uncommitted changes to tracked files alike. The
+# format is pinned whatever the user's git configuration: a/ b/ prefixes (all cargo-mutants
+# reads), no colour, no external diff tool, renames followed (a moved file's unchanged lines
+# are not new decisions).
+git -c diff.noprefix=false -c diff.mnemonicPrefix=false diff --no-ext-diff --no-color \
+  --src-prefix=a/ --dst-prefix=b/ --find-renames "$base" -- ':(glob)crates/**/*.rs' > "$diff"
 echo "mutants: lines changed since $(git log -1 --format='%h %s' "$base" | cut -c1-72)" >&2
 exec "$root/tests/mutants/run.sh" --in-diff "$diff" "$@"

@@ -8,4 +8,5 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 "$root/tests/mutants/install.sh"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+export PATH="$root/.tools/bin:$PATH"  # a cargo-nextest install.sh may have put there
 exec "$root/.tools/bin/cargo-mutants" mutants --no-shuffle "$@"

@@ -536,7 +536,8 @@ mod tests {
 
     #[test]
     fn the_allow_lists_come_from_the_environment() {
-        // The only test that touches these variables, so no other test can see them change.
+        // The only test that touches these variables, so no other test can see them change; the
+        // crate reads the environment only through std, whose lock serialises it with set_var.
         unsafe {
             std::env::set_var("ALLOWED_ACCOUNTS", " 111122223333, ,444455556666 ");
             std::env::set_var("ALLOWED_REGIONS", "eu-west-1,");

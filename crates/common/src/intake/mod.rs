@@ -165,6 +165,9 @@ mod tests {
         assert!(e.reason.contains("nested deeper"), "{e}");
         let big = vec![b' '; MAX_PAYLOAD_BYTES + 1];
         assert!(read_payload(&big).unwrap_err().reason.contains("exceeds the limit"));
+        // Lambda's own limit, 6 MiB, is not refused for its size (only for not being JSON).
+        let at_limit = vec![b' '; 6 * 1024 * 1024];
+        assert!(read_payload(&at_limit).unwrap_err().reason.starts_with("not valid JSON"));
         // Brackets inside strings do not count.
         let text = format!("{{\"a\":\"{}\"}}", "[".repeat(200));
         assert!(check_depth(text.as_bytes()).is_ok());
