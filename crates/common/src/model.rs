@@ -674,6 +674,9 @@ mod tests {
             "/api/v1/namespaces/a/secrets/s",
             "/api/v2/namespaces/a/secrets/s"
         ));
+        // A path that ends before its version segment is compared as it is.
+        assert!(same_resource("/apis/rds.aws.upbound.io", "/apis/rds.aws.upbound.io"));
+        assert!(!same_resource("/apis/rds.aws.upbound.io", "/apis/s3.aws.upbound.io"));
         let e = event(Signal::Upsert, instance(ready_true())).unwrap();
         assert_eq!(
             e.resource.identity(),

@@ -173,6 +173,9 @@ mod tests {
         assert!(check_depth(text.as_bytes()).is_ok());
         let escaped = format!(r#"{{"a":"\"\\{}"}}"#, "[".repeat(200));
         assert!(check_depth(escaped.as_bytes()).is_ok(), "{escaped}");
+        // Exactly the limit is fine; one more level is not.
+        let at_limit = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(check_depth(at_limit.as_bytes()).is_ok());
         // Outside strings they do, also after a string has ended.
         let after_string = format!(r#"{{"a":"x","b":{}{}}}"#, "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(check_depth(after_string.as_bytes()).unwrap_err().contains("nested deeper"));
