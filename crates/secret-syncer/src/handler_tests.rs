@@ -204,7 +204,12 @@ impl ParameterStore for Fake {
         let found = world
             .parameters
             .iter()
-            .filter(|(name, _)| name.strip_prefix(path).is_some_and(|rest| rest.starts_with('/')))
+            // Not recursive, as we call it: only the path's direct children.
+            .filter(|(name, _)| {
+                name.strip_prefix(path)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .is_some_and(|leaf| !leaf.is_empty() && !leaf.contains('/'))
+            })
             .map(|(name, (value, _))| (name.clone(), Secret::new(value.clone())))
             .collect();
         if let Some(name) = world.vanishes.take() {
@@ -221,6 +226,10 @@ impl ParameterStore for Fake {
     async fn put(&self, put: Put<'_>) -> Result<(), AwsError> {
         let mut world = self.call("PutParameter");
         self.write_error(&world, "PutParameter")?;
+        if put.overwrite && !put.tags.is_empty() {
+            // SSM refuses tags on an overwrite: they are added separately (AddTagsToResource).
+            return Err(aws_error("PutParameter", "ValidationException"));
+        }
         match world.parameters.get_mut(put.name) {
             Some(_) if !put.overwrite => Err(aws_error("PutParameter", "ParameterAlreadyExists")),
             Some((value, _)) => {
