@@ -698,11 +698,27 @@ mod tests {
     fn fact_keys_name_the_function_the_topic_and_what_they_are_about() {
         let key = fact_key("slack-notifier", "lifetime", "arn:aws:rds:us-east-1:111122223333:db:a");
         assert!(key.starts_with("slack-notifier#lifetime#"), "{key}");
-        assert_eq!(key.len(), "slack-notifier#lifetime#".len() + 64, "a SHA-256 of what it is about");
-        assert_eq!(key, fact_key("slack-notifier", "lifetime", "arn:aws:rds:us-east-1:111122223333:db:a"));
-        assert_ne!(key, fact_key("slack-notifier", "lifetime", "arn:aws:rds:us-east-1:111122223333:db:b"));
-        assert_ne!(key, fact_key("slack-notifier", "other", "arn:aws:rds:us-east-1:111122223333:db:a"));
-        assert_ne!(key, fact_key("secret-syncer", "lifetime", "arn:aws:rds:us-east-1:111122223333:db:a"));
+        assert_eq!(
+            key.len(),
+            "slack-notifier#lifetime#".len() + 64,
+            "a SHA-256 of what it is about"
+        );
+        assert_eq!(
+            key,
+            fact_key("slack-notifier", "lifetime", "arn:aws:rds:us-east-1:111122223333:db:a")
+        );
+        assert_ne!(
+            key,
+            fact_key("slack-notifier", "lifetime", "arn:aws:rds:us-east-1:111122223333:db:b")
+        );
+        assert_ne!(
+            key,
+            fact_key("slack-notifier", "other", "arn:aws:rds:us-east-1:111122223333:db:a")
+        );
+        assert_ne!(
+            key,
+            fact_key("secret-syncer", "lifetime", "arn:aws:rds:us-east-1:111122223333:db:a")
+        );
     }
 
     #[test]
@@ -723,7 +739,9 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(with_hold(MIN_IN_PROGRESS).check(), Ok(()));
-        let err = with_hold(MIN_IN_PROGRESS - Duration::from_millis(1)).check().unwrap_err();
+        let err = with_hold(MIN_IN_PROGRESS - Duration::from_millis(1))
+            .check()
+            .unwrap_err();
         assert!(err.contains("IDEMPOTENCY_IN_PROGRESS_MAX_SECONDS=4"), "{err}");
         let config = Config {
             complete_attempts: 7,
@@ -739,9 +757,18 @@ mod tests {
         let until = millis(now() + Duration::from_secs(30));
         assert_eq!(store.peek("k").await.unwrap(), None);
         store.claim("k", "a#1", "d", until).await.unwrap();
-        assert_eq!(store.peek("k").await.unwrap(), Some(Claim::InProgress { until_ms: until }));
-        assert!(!store.complete("k", "b#1", "posted", u64::MAX).await.unwrap(), "not the holder");
-        assert_eq!(store.peek("k").await.unwrap(), Some(Claim::InProgress { until_ms: until }));
+        assert_eq!(
+            store.peek("k").await.unwrap(),
+            Some(Claim::InProgress { until_ms: until })
+        );
+        assert!(
+            !store.complete("k", "b#1", "posted", u64::MAX).await.unwrap(),
+            "not the holder"
+        );
+        assert_eq!(
+            store.peek("k").await.unwrap(),
+            Some(Claim::InProgress { until_ms: until })
+        );
         assert!(store.complete("k", "a#1", "posted", u64::MAX).await.unwrap());
         assert_eq!(store.peek("k").await.unwrap(), Some(Claim::Completed("posted".into())));
     }
@@ -820,13 +847,21 @@ mod tests {
         let start = Instant::now();
         let ran = p.complete("k", "a#1", "posted", start + Duration::from_secs(60)).await;
         assert_eq!(p.store().attempts.load(Ordering::SeqCst), 4, "complete_attempts");
-        assert_eq!(start.elapsed(), Duration::from_millis(100 + 200 + 400), "no pause after the last");
-        assert!(matches!(&ran, Ran::Acted { warning: Some(w), .. } if w.contains("throttled")), "{ran:?}");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(100 + 200 + 400),
+            "no pause after the last"
+        );
+        assert!(
+            matches!(&ran, Ran::Acted { warning: Some(w), .. } if w.contains("throttled")),
+            "{ran:?}"
+        );
 
         // A pause that would reach the deadline is not taken: one attempt, no wait.
         let p = Idempotency::new(NeverCompletes::default(), Config::default());
         let start = Instant::now();
-        p.complete("k", "a#1", "posted", start + Duration::from_millis(100)).await;
+        p.complete("k", "a#1", "posted", start + Duration::from_millis(100))
+            .await;
         assert_eq!(p.store().attempts.load(Ordering::SeqCst), 1);
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
@@ -857,10 +892,15 @@ mod tests {
             .unwrap();
         let start = Instant::now();
         let err = p
-            .run("k", "d", "b", start + Duration::from_secs(2), |_| async { Effect::Done("posted".into()) })
+            .run("k", "d", "b", start + Duration::from_secs(2), |_| async {
+                Effect::Done("posted".into())
+            })
             .await
             .unwrap_err();
-        assert!(err.message().contains("another invocation is acting on this change"), "{err}");
+        assert!(
+            err.message().contains("another invocation is acting on this change"),
+            "{err}"
+        );
         // A quarter of 2 s is 0.5 s, checked every 0.2 s: it gives up at the third check.
         assert_eq!(start.elapsed(), Duration::from_millis(600));
     }

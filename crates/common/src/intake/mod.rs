@@ -167,7 +167,12 @@ mod tests {
         assert!(read_payload(&big).unwrap_err().reason.contains("exceeds the limit"));
         // Lambda's own limit, 6 MiB, is not refused for its size (only for not being JSON).
         let at_limit = vec![b' '; 6 * 1024 * 1024];
-        assert!(read_payload(&at_limit).unwrap_err().reason.starts_with("not valid JSON"));
+        assert!(
+            read_payload(&at_limit)
+                .unwrap_err()
+                .reason
+                .starts_with("not valid JSON")
+        );
         // Brackets inside strings do not count, also after an escaped quote or backslash.
         let text = format!("{{\"a\":\"{}\"}}", "[".repeat(200));
         assert!(check_depth(text.as_bytes()).is_ok());
@@ -178,7 +183,11 @@ mod tests {
         assert!(check_depth(at_limit.as_bytes()).is_ok());
         // Outside strings they do, also after a string has ended.
         let after_string = format!(r#"{{"a":"x","b":{}{}}}"#, "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
-        assert!(check_depth(after_string.as_bytes()).unwrap_err().contains("nested deeper"));
+        assert!(
+            check_depth(after_string.as_bytes())
+                .unwrap_err()
+                .contains("nested deeper")
+        );
     }
 
     #[test]
