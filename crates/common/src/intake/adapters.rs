@@ -293,6 +293,101 @@ mod tests {
         kubernetes_event(event.as_object().unwrap())
     }
 
+    /// The sample RDS event, edited, through intake.
+    fn rds(edit: impl FnOnce(&mut Value)) -> ResourceEvent {
+        let sample = include_str!("../../../../events/eventbridge.rds-instance-created.json");
+        let mut event: Value = serde_json::from_str(sample).unwrap();
+        edit(&mut event);
+        match crate::intake::read_value(event) {
+            Ok(crate::intake::Intake::Direct(mut events)) if events.len() == 1 => events.remove(0),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn set_tag(event: &mut Value, key: &str, value: Option<&str>) {
+        let tags = event["detail"]["Tags"].as_object_mut().unwrap();
+        match value {
+            Some(value) => tags.insert(key.into(), value.into()),
+            None => tags.remove(key),
+        };
+    }
+
+    #[test]
+    fn an_rds_event_with_crossplanes_kind_and_name_names_the_managed_resource() {
+        let e = rds(|_| {});
+        assert!(e.resource.identity_verified);
+        assert_eq!(
+            (e.resource.group.as_str(), e.resource.kind.as_str()),
+            ("rds.aws.m.upbound.io", "Instance")
+        );
+        assert_eq!(
+            (e.resource.name.as_str(), e.resource.namespace.as_deref()),
+            ("orders-db", Some("team-a"))
+        );
+        assert_eq!(e.resource.region.as_deref(), Some("us-east-1"));
+        assert_eq!(
+            e.resource.arn.as_deref(),
+            Some("arn:aws:rds:us-east-1:123456789012:db:orders-db")
+        );
+        assert!(!e.resource.labels_known, "an AWS event carries no labels");
+    }
+
+    #[test]
+    fn an_rds_event_without_both_tags_has_only_a_placeholder_identity() {
+        // A kind of another group, but no name: nothing of the tags is taken.
+        let e = rds(|e| {
+            set_tag(e, "crossplane-kind", Some("cluster.rds.aws.upbound.io"));
+            set_tag(e, "crossplane-name", None);
+        });
+        assert!(!e.resource.identity_verified);
+        assert_eq!(
+            (e.resource.group.as_str(), e.resource.kind.as_str()),
+            ("rds.aws.m.upbound.io", "Instance")
+        );
+        assert_eq!(e.resource.name, "orders-db", "the identifier, until the live tags say");
+        assert_eq!(
+            e.resource.namespace, None,
+            "a namespace tag without a verified identity is not taken"
+        );
+        // A name, but a kind the suite does not know: the same.
+        let e = rds(|e| {
+            set_tag(e, "crossplane-kind", Some("widget.example.org"));
+            set_tag(e, "crossplane-name", Some("someone-else"));
+        });
+        assert!(!e.resource.identity_verified);
+        assert_eq!(
+            (e.resource.name.as_str(), e.resource.namespace.as_deref()),
+            ("orders-db", None)
+        );
+    }
+
+    #[test]
+    fn a_cluster_scoped_kind_takes_no_namespace_from_the_tags() {
+        let e = rds(|e| set_tag(e, "crossplane-kind", Some("instance.rds.aws.upbound.io")));
+        assert!(e.resource.identity_verified);
+        assert_eq!(e.resource.group, "rds.aws.upbound.io");
+        assert_eq!(e.resource.namespace, None);
+        let e = rds(|e| set_tag(e, "crossplane-namespace", Some("")));
+        assert_eq!(e.resource.namespace, None, "an empty namespace tag is none");
+    }
+
+    #[test]
+    fn an_argo_resource_event_needs_both_its_verb_and_its_body() {
+        assert!(is_argo_resource_event(
+            &json!({"type": "UPDATE", "body": {"kind": "Instance"}})
+        ));
+        assert!(!is_argo_resource_event(&json!({"type": "UPDATE"})), "no body");
+        assert!(
+            !is_argo_resource_event(&json!({"type": "UPDATE", "body": "x"})),
+            "a body that is no object"
+        );
+        assert!(
+            !is_argo_resource_event(&json!({"type": "PATCH", "body": {}})),
+            "not Argo's verb"
+        );
+        assert!(!is_argo_resource_event(&json!({"body": {}})), "no verb");
+    }
+
     #[test]
     fn an_exporter_event_builds_the_resource_it_names() {
         let involved = json!({

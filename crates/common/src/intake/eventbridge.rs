@@ -49,6 +49,14 @@ mod tests {
     }
 
     #[test]
+    fn an_event_is_recognised_by_its_detail_type_and_detail() {
+        let both = json!({"detail-type": "x", "detail": {}});
+        assert!(is_event(both.as_object().unwrap()));
+        assert!(!is_event(json!({"detail": {}}).as_object().unwrap()));
+        assert!(!is_event(json!({"detail-type": "x"}).as_object().unwrap()));
+    }
+
+    #[test]
     fn a_forwarded_cloudevent_and_an_rds_event() {
         let ready = json!({
             "specversion": "1.0", "id": "e1", "source": "s", "type": "io.crossplane.managed.ready",

@@ -254,6 +254,71 @@ mod tests {
     }
 
     #[test]
+    fn a_request_is_recognised_by_its_context_and_any_of_path_route_or_headers() {
+        let context = json!({"http": {"method": "POST"}});
+        for (member, value) in [
+            ("rawPath", json!("/")),
+            ("routeKey", json!("$default")),
+            ("headers", json!({})),
+        ] {
+            let mut request = json!({"requestContext": context, "body": ready()});
+            request[member] = value;
+            assert!(is_http_request(&request), "requestContext and {member}");
+            request.as_object_mut().unwrap().remove("requestContext");
+            assert!(!is_http_request(&request), "{member} without requestContext");
+        }
+        assert!(!is_http_request(&json!({"requestContext": context, "body": ready()})));
+    }
+
+    #[test]
+    fn a_batch_content_type_carries_an_array() {
+        let batch = format!("[{}]", ready());
+        let events = request(|r| {
+            r["headers"]["Content-Type"] = "application/cloudevents-batch+json".into();
+            r["body"] = batch.into();
+        });
+        assert_eq!(events.unwrap().len(), 1);
+        let err = request(|r| r["headers"]["Content-Type"] = "application/cloudevents-batch+json".into()).unwrap_err();
+        assert_eq!(
+            (err.at.as_str(), err.reason.as_str()),
+            ("body", "batch mode carries a JSON array of CloudEvents")
+        );
+    }
+
+    fn binary(content_type: &str, body: &str) -> Result<Vec<ResourceEvent>, IntakeError> {
+        request(|r| {
+            r["headers"] = json!({"ce-specversion": "1.0", "ce-id": "e1", "ce-source": "s",
+                                  "ce-type": "io.crossplane.managed.ready", "content-type": content_type});
+            r["body"] = body.into();
+        })
+    }
+
+    #[test]
+    fn binary_mode_reads_every_json_media_type_as_json() {
+        let data = json!({"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": "db"}).to_string();
+        for content_type in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "text/json",
+            "application/vnd.x+json",
+        ] {
+            let events = binary(content_type, &data).unwrap_or_else(|e| panic!("{content_type}: {e}"));
+            assert_eq!(events[0].lifecycle, Lifecycle::Ready, "{content_type}");
+            let err = binary(content_type, "{").unwrap_err();
+            assert_eq!(err.at, "body", "{err}");
+            assert!(
+                err.reason.starts_with("not valid JSON"),
+                "{content_type}: parsed as JSON: {err}"
+            );
+        }
+        // Other media types are text, which our profile refuses as data unless it holds JSON;
+        // the error names the body, where the sender put it.
+        let err = binary("text/plain", "{").unwrap_err();
+        assert_eq!(err.at, "body", "{err}");
+        assert!(err.reason.starts_with("must be JSON"), "{err}");
+    }
+
+    #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("a%20b%C3%A9").unwrap(), "a bé");
         assert!(percent_decode("a%2").is_err());
