@@ -125,6 +125,14 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_prints_as_a_mask_in_every_format() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret}"), "***");
+        assert_eq!(format!("{secret:?}"), "***");
+        assert_eq!(format!("{:?}", Some(&secret)), "Some(***)", "also inside what holds it");
+    }
+
+    #[test]
     fn the_document_is_canonical() {
         let doc = instance().document();
         assert_eq!(

@@ -113,6 +113,15 @@ mod tests {
     }
 
     #[test]
+    fn a_parameter_path_leaves_room_for_its_key_within_fifteen_levels() {
+        // The path's parameters are `path/key`: a path of 14 levels makes names of 15, SSM's limit.
+        let fourteen = "/l".repeat(14);
+        assert_eq!(check_parameter_path(&fourteen), Ok(()));
+        let fifteen = "/l".repeat(15);
+        assert!(check_parameter_path(&fifteen).is_err());
+    }
+
+    #[test]
     fn renders_placeholders() {
         let r = resource(Some("team-a"));
         assert_eq!(

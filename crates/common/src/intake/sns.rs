@@ -87,6 +87,19 @@ mod tests {
     }
 
     #[test]
+    fn a_notification_document_has_its_type_and_its_message() {
+        let object = |v: Value| v.as_object().cloned().unwrap();
+        assert!(is_notification(&object(
+            json!({"Type": "Notification", "Message": "{}"})
+        )));
+        assert!(!is_notification(&object(json!({"Type": "Notification"}))), "no message");
+        assert!(!is_notification(&object(
+            json!({"Type": "SubscriptionConfirmation", "Message": "{}"})
+        )));
+        assert!(!is_notification(&object(json!({"Message": "{}"}))), "no type");
+    }
+
+    #[test]
     fn records_and_documents_take_one_path() {
         let record =
             |message: String| json!({"EventSource": "aws:sns", "Sns": {"Type": "Notification", "Message": message}});
