@@ -188,6 +188,7 @@ impl SecretStore for Fake {
 
     async fn delete(&self, id: &str, _: i64) -> Result<(), AwsError> {
         let mut world = self.call("DeleteSecret");
+        self.write_error(&world, "DeleteSecret")?;
         match world.secrets.get_mut(id) {
             Some(secret) if !secret.scheduled => {
                 secret.scheduled = true;
@@ -609,4 +610,40 @@ async fn a_parameter_that_disappears_mid_read_is_absent() {
         fake.world().parameters[&format!("{PATH}/host")].1,
         ours(Some(&db_arn(ID)))
     );
+}
+
+#[tokio::test]
+async fn scheduling_a_deletion_that_aws_refuses_succeeds_only_if_it_is_scheduled_or_gone() {
+    use crate::secrets::schedule_delete;
+    let fake = world();
+    fake.world().secrets.insert(SECRET.into(), StoredSecret::default());
+    schedule_delete(&fake, SECRET, 7).await.unwrap();
+    assert!(fake.world().secrets[SECRET].scheduled);
+    // Again (another delivery): AWS refuses, the secret is already scheduled: done.
+    schedule_delete(&fake, SECRET, 7).await.unwrap();
+    // Gone meanwhile: done.
+    fake.world().secrets.clear();
+    schedule_delete(&fake, SECRET, 7).await.unwrap();
+    // Refused while the secret is still there and not scheduled: the refusal stands.
+    fake.world().secrets.insert(SECRET.into(), StoredSecret::default());
+    fake.world().conflict = Some("InvalidRequestException");
+    let err = schedule_delete(&fake, SECRET, 7).await.unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("InvalidRequestException"));
+    assert!(!fake.world().secrets[SECRET].scheduled);
+}
+
+#[tokio::test]
+async fn applying_parameters_counts_every_write_and_every_stale_removal() {
+    use crate::parameters::{apply, plan};
+    let fake = world();
+    let arn = db_arn(ID);
+    fake.world()
+        .parameters
+        .insert(format!("{PATH}/old-key"), ("x".into(), ours(Some(&arn))));
+    let entries = [("host", Secret::new("h")), ("port", Secret::new("5432"))].into();
+    let planned = plan(&fake, PATH, SUBJECT, &arn, &entries).await.unwrap();
+    assert_eq!((planned.writes.len(), planned.stale.len()), (2, 1));
+    assert_eq!(apply(&fake, &planned, SUBJECT, &arn, "d", None).await.unwrap(), 3);
+    let names: Vec<String> = fake.world().parameters.keys().cloned().collect();
+    assert_eq!(names, [format!("{PATH}/host"), format!("{PATH}/port")]);
 }

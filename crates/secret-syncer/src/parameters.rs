@@ -448,6 +448,17 @@ mod tests {
                 vec![],
             ),
             (
+                "current, even if recorded for another database: not rewritten",
+                vec![
+                    found("host", "h", ours(Some(OTHER))),
+                    found("password", "pw", ours(Some(ARN))),
+                ],
+                vec![],
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
                 "ours, changed: overwritten",
                 vec![found("host", "old", ours(Some(ARN))), found("password", "pw", None)],
                 vec![(name("host"), true, false, false)],
