@@ -455,6 +455,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_ready_of_what_is_not_a_database_is_born_when_it_turned_ready() {
+        let bucket = "arn:aws:s3:::logs";
+        let mut fakes = world("2026-11-20T09:02:41Z");
+        let tags: Tags = [
+            ("crossplane-kind", "bucket.s3.aws.m.upbound.io"),
+            ("crossplane-name", "logs"),
+            ("crossplane-namespace", "team-a"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        fakes.tags.insert(bucket.into(), tags);
+        let ready = serde_json::json!({
+            "specversion": "1.0", "id": "b1", "source": "s", "type": "io.crossplane.managed.ready",
+            "data": {"apiVersion": "s3.aws.m.upbound.io/v1beta1", "kind": "Bucket",
+                     "metadata": {"name": "logs", "namespace": "team-a"},
+                     "status": {"conditions": [{"type": "Ready", "status": "True",
+                                                "lastTransitionTime": "2026-11-21T10:00:00Z"}]}}
+        });
+        let change = change(identify_with(&fakes, &MemoryStore::default(), &ready).await);
+        assert_eq!(change.arn.as_deref(), Some(bucket));
+        assert_eq!(
+            change.born.as_deref(),
+            Some("2026-11-21T10:00:00Z"),
+            "no RDS to ask: the condition says"
+        );
+    }
+
+    #[tokio::test]
     async fn a_ready_is_one_lifetime_whatever_its_transition_time() {
         let (fakes, store) = (world("2026-11-20T09:02:41Z"), MemoryStore::default());
         let first = change(identify_with(&fakes, &store, &ready_event(ID)).await);
