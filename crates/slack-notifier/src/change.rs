@@ -570,6 +570,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_observed_change_is_keyed_by_its_own_time_not_a_failed_sync() {
+        let (fakes, store) = (world("x"), MemoryStore::default());
+        let observed = serde_json::json!({
+            "specversion": "1.0", "id": "o1", "source": "s", "type": "io.crossplane.managed.observed",
+            "time": "2026-11-22T08:00:00Z",
+            "data": {"apiVersion": "rds.aws.m.upbound.io/v1beta1", "kind": "Instance",
+                     "metadata": {"name": ID, "namespace": "team-a"},
+                     "status": {"conditions": [{"type": "Synced", "status": "False", "reason": "Pending",
+                                                "lastTransitionTime": "2026-11-20T00:00:00Z"}]}}
+        });
+        let observed = change(identify_with(&fakes, &store, &observed).await);
+        assert_eq!(observed.lifecycle, Lifecycle::Observed);
+        assert!(
+            observed.description.ends_with("since=2026-11-22T08:00:00Z"),
+            "{}",
+            observed.description
+        );
+    }
+
+    #[tokio::test]
+    async fn an_announced_deletion_keeps_its_lifetime_until_the_memory_expires() {
+        let (fakes, store) = (world("2026-11-20T09:02:41Z"), MemoryStore::default());
+        let ready = change(identify_with(&fakes, &store, &ready_event(ID)).await);
+        remember_lifetime(&ready, &store, &Expiry::default()).await.unwrap();
+        fakes.databases.lock().unwrap().clear();
+        let deletion = change(identify_with(&fakes, &store, &deleted_event()).await);
+        remember_lifetime(&deletion, &store, &Expiry::default()).await.unwrap();
+        // A late delivery of the same deletion still finds the lifetime (and so its key).
+        let again = change(identify_with(&fakes, &store, &deleted_event()).await);
+        assert_eq!(again.key, deletion.key);
+    }
+
+    #[tokio::test]
     async fn a_failure_episode_is_keyed_by_its_start() {
         let (fakes, store) = (world("x"), MemoryStore::default());
         let mut warning = sample("k8s-event-exporter.cannot-update.json");

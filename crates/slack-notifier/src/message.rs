@@ -248,6 +248,121 @@ mod tests {
 
     const ARN: &str = "arn:aws:rds:eu-west-1:111122223333:db:orders-db";
 
+    fn ready() -> ResourceEvent {
+        event(
+            Signal::Upsert,
+            json!([{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-20T09:14:07Z"}]),
+            json!({}),
+        )
+    }
+
+    fn message_of(e: &ResourceEvent, arn: Option<&str>) -> Value {
+        build(&Facts {
+            event: e,
+            resource: &e.resource,
+            arn,
+            account: None,
+        })
+    }
+
+    /// The texts of the section blocks that have one.
+    fn sections(message: &Value) -> Vec<String> {
+        message["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "section")
+            .filter_map(|b| b["text"]["text"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn console_links_follow_the_partition_and_only_a_regional_database_gets_the_rds_page() {
+        assert_eq!(
+            console_link("arn:aws-us-gov:rds:us-gov-west-1:111122223333:db:x").as_deref(),
+            Some(
+                "https://us-gov-west-1.console.amazonaws-us-gov.com/rds/home?region=us-gov-west-1#database:id=x;is-cluster=false"
+            )
+        );
+        assert_eq!(
+            console_link("arn:aws-cn:rds:cn-north-1:111122223333:cluster:c").as_deref(),
+            Some("https://cn-north-1.console.amazonaws.cn/rds/home?region=cn-north-1#database:id=c;is-cluster=true")
+        );
+        assert_eq!(
+            console_link("arn:aws:rds:::db:x").as_deref(),
+            Some("https://console.aws.amazon.com/go/view?arn=arn%3Aaws%3Ards%3A%3A%3Adb%3Ax"),
+            "no region: the generic page"
+        );
+        assert_eq!(console_link("arn:aws-iso:rds:us-iso-east-1:111122223333:db:x"), None);
+    }
+
+    #[test]
+    fn the_region_is_the_arns_or_else_the_resources() {
+        let e = ready();
+        let fields = |message: &Value| message["blocks"].to_string();
+        assert!(
+            fields(&message_of(&e, Some("arn:aws:rds:us-east-2:111122223333:db:orders-db")))
+                .contains("*Region*\\nus-east-2")
+        );
+        assert!(
+            fields(&message_of(&e, Some("arn:aws:s3:::logs"))).contains("*Region*\\neu-west-1"),
+            "an S3 ARN names none"
+        );
+    }
+
+    #[test]
+    fn a_reason_section_for_a_failure_or_a_message_only() {
+        let ready = ready();
+        assert!(
+            !sections(&message_of(&ready, None))
+                .iter()
+                .any(|t| t.starts_with("*Reason*"))
+        );
+        let mut failed = ready.clone();
+        failed.lifecycle = Lifecycle::Failed;
+        assert!(sections(&message_of(&failed, None)).contains(&"*Reason*\nunknown".to_string()));
+        let mut told = ready.clone();
+        told.message = Some("resized".into());
+        assert!(
+            sections(&message_of(&told, None))
+                .iter()
+                .any(|t| t.starts_with("*Reason*"))
+        );
+    }
+
+    #[test]
+    fn a_reason_and_a_message_fill_their_section_and_no_more() {
+        let mut failed = ready();
+        failed.lifecycle = Lifecycle::Failed;
+        failed.reason = Some("r".repeat(500));
+        let reason_only = sections(&message_of(&failed, None))
+            .into_iter()
+            .find(|t| t.starts_with("*Reason*"))
+            .unwrap();
+        assert_eq!(
+            reason_only.chars().count(),
+            200 + 9,
+            "a reason of at most 200 characters after its label"
+        );
+        failed.message = Some("m".repeat(10_000));
+        let with_message = sections(&message_of(&failed, None))
+            .into_iter()
+            .find(|t| t.starts_with("*Reason*"))
+            .unwrap();
+        let length = with_message.chars().count();
+        assert!(
+            (limits::SECTION_TEXT - 10..=limits::SECTION_TEXT).contains(&length),
+            "the message takes the room left: {length}"
+        );
+    }
+
+    #[test]
+    fn a_clip_never_ends_inside_an_entity_but_keeps_a_whole_one() {
+        assert_eq!(clip_trusted("a&amp;b&amp;c", 9), "a&amp;b…");
+        assert_eq!(clip_trusted("ab&amp;cdef", 8), "ab&amp;…");
+        assert_eq!(clip_trusted("short", 9), "short");
+    }
+
     #[test]
     fn escapes_the_three_characters() {
         assert_eq!(
