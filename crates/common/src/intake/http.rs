@@ -158,20 +158,19 @@ fn binary_location(mut error: IntakeError) -> IntakeError {
 }
 
 fn percent_decode(value: &str) -> Result<String, String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
+    let hex_digit = |byte: Option<u8>| byte.and_then(|b| char::from(b).to_digit(16));
+    let mut bytes = value.bytes();
+    let mut out = Vec::with_capacity(value.len());
+    while let Some(b) = bytes.next() {
         if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-            let byte = hex
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            let (high, low) = (hex_digit(bytes.next()), hex_digit(bytes.next()));
+            let byte = high
+                .zip(low)
+                .and_then(|(high, low)| u8::try_from(high * 16 + low).ok())
                 .ok_or("has a broken %-escape")?;
             out.push(byte);
-            i += 3;
         } else {
             out.push(b);
-            i += 1;
         }
     }
     String::from_utf8(out).map_err(|_| "is not UTF-8 after %-decoding".to_string())
