@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # The mutants of the lines changed since .ci/mutants-base (the main whose every mutant was last
-# tested, by `make mutants`): what `make test` and CI run. Fails on any mutant the tests miss,
+# tested, by `make mutants`; .ci/mutants-verified.txt lists them): what `make test` and CI run. Fails on any mutant the tests miss,
 # and when the base is not an ancestor of this checkout (no silent pass on a broken base).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 base=$(tr -d '[:space:]' < .ci/mutants-base)
+if ! git rev-parse -q --verify "$base^{commit}" >/dev/null 2>&1; then
+  # No history to diff against (a shallow clone, an export): test every mutant whose name is not
+  # in the list that base verified. A moved line renames its mutants, so this tests more, never less.
+  echo "mutants: base $base is not in this checkout; testing the mutants not in .ci/mutants-verified.txt" >&2
+  out="$root/target/mutants-unverified"
+  rm -rf "$out" && mkdir -p "$out/mutants.out"
+  cp .ci/mutants-verified.txt "$out/mutants.out/previously_caught.txt"
+  exec "$root/tests/mutants/run.sh" --iterate --output "$out" "$@"
+fi
 if ! git merge-base --is-ancestor "$base" HEAD 2>/dev/null; then
   echo "mutants: base $base (.ci/mutants-base) is not a commit this checkout descends from" >&2
   exit 1
