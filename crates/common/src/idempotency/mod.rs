@@ -773,17 +773,14 @@ mod tests {
         assert_eq!(store.peek("k").await.unwrap(), Some(Claim::Completed("posted".into())));
     }
 
-    /// A store whose completing write always fails, counting the attempts.
+    /// A store that answers as scripted, counting calls: its completing write always fails;
+    /// with `lapsing`, another invocation always holds the claim and its hold has always just
+    /// lapsed, and past ten claims it fails loudly, so a run that never gives up ends the test.
     #[derive(Default)]
-    struct NeverCompletes {
-        attempts: AtomicU32,
-    }
-
-    /// A store where another invocation always holds the claim, and its hold has always just
-    /// lapsed; it fails loudly past ten claims, so a run that never gives up ends the test.
-    #[derive(Default)]
-    struct AlwaysLapsed {
+    struct Scripted {
+        lapsing: bool,
         claims: AtomicU32,
+        completes: AtomicU32,
     }
 
     fn throttled(operation: &'static str) -> AwsError {
@@ -795,40 +792,21 @@ mod tests {
         }
     }
 
-    impl Persistence for NeverCompletes {
+    impl Persistence for Scripted {
         async fn claim(&self, _: &str, _: &str, _: &str, until_ms: u64) -> Result<Claim, AwsError> {
-            Ok(Claim::Acquired { until_ms })
-        }
-        async fn peek(&self, _: &str) -> Result<Option<Claim>, AwsError> {
-            Ok(None)
-        }
-        async fn complete(&self, _: &str, _: &str, _: &str, _: u64) -> Result<bool, AwsError> {
-            self.attempts.fetch_add(1, Ordering::SeqCst);
-            Err(throttled("UpdateItem"))
-        }
-        async fn release(&self, _: &str, _: &str) -> Result<(), AwsError> {
-            Ok(())
-        }
-        async fn remember(&self, _: &str, _: &BTreeMap<String, String>, _: Option<u64>) -> Result<(), AwsError> {
-            Ok(())
-        }
-        async fn recall(&self, _: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
-            Ok(None)
-        }
-    }
-
-    impl Persistence for AlwaysLapsed {
-        async fn claim(&self, _: &str, _: &str, _: &str, _: u64) -> Result<Claim, AwsError> {
-            if self.claims.fetch_add(1, Ordering::SeqCst) >= 10 {
-                return Err(throttled("PutItem"));
+            let before = self.claims.fetch_add(1, Ordering::SeqCst);
+            match (self.lapsing, before >= 10) {
+                (false, _) => Ok(Claim::Acquired { until_ms }),
+                (true, false) => Ok(Claim::InProgress { until_ms: 0 }),
+                (true, true) => Err(throttled("PutItem")),
             }
-            Ok(Claim::InProgress { until_ms: 0 })
         }
         async fn peek(&self, _: &str) -> Result<Option<Claim>, AwsError> {
             Ok(None)
         }
         async fn complete(&self, _: &str, _: &str, _: &str, _: u64) -> Result<bool, AwsError> {
-            Ok(false)
+            self.completes.fetch_add(1, Ordering::SeqCst);
+            Err(throttled("UpdateItem"))
         }
         async fn release(&self, _: &str, _: &str) -> Result<(), AwsError> {
             Ok(())
@@ -843,10 +821,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn completing_is_tried_with_doubling_pauses_while_the_deadline_allows() {
-        let p = Idempotency::new(NeverCompletes::default(), Config::default());
+        let p = Idempotency::new(Scripted::default(), Config::default());
         let start = Instant::now();
         let ran = p.complete("k", "a#1", "posted", start + Duration::from_secs(60)).await;
-        assert_eq!(p.store().attempts.load(Ordering::SeqCst), 4, "complete_attempts");
+        assert_eq!(p.store().completes.load(Ordering::SeqCst), 4, "complete_attempts");
         assert_eq!(
             start.elapsed(),
             Duration::from_millis(100 + 200 + 400),
@@ -858,17 +836,21 @@ mod tests {
         );
 
         // A pause that would reach the deadline is not taken: one attempt, no wait.
-        let p = Idempotency::new(NeverCompletes::default(), Config::default());
+        let p = Idempotency::new(Scripted::default(), Config::default());
         let start = Instant::now();
         p.complete("k", "a#1", "posted", start + Duration::from_millis(100))
             .await;
-        assert_eq!(p.store().attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(p.store().completes.load(Ordering::SeqCst), 1);
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_claim_that_keeps_lapsing_is_claimed_again_three_times_then_left_for_a_retry() {
-        let p = Idempotency::new(AlwaysLapsed::default(), Config::default());
+        let lapsing = Scripted {
+            lapsing: true,
+            ..Scripted::default()
+        };
+        let p = Idempotency::new(lapsing, Config::default());
         let err = p
             .run("k", "d", "b", soon(), |_| async { Effect::Done("posted".into()) })
             .await
