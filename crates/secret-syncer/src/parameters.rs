@@ -327,7 +327,7 @@ pub async fn apply(
             })
             .await?;
     }
-    delete_names(store, &plan.stale).await?;
+    delete(store, &plan.stale).await?;
     Ok(plan.writes.len() + plan.stale.len())
 }
 
@@ -338,14 +338,6 @@ fn tag_error(e: &dyn std::error::Error) -> AwsError {
         code: None,
         message: format!("could not build a tag: {e}"),
     }
-}
-
-async fn delete_names(store: &impl ParameterStore, names: &[String]) -> Result<(), AwsError> {
-    // DeleteParameters takes at most 10 names.
-    for chunk in names.chunks(10) {
-        store.delete(chunk).await?;
-    }
-    Ok(())
 }
 
 /// Our parameters under the path, each with the database it records (`None`: written before
@@ -375,9 +367,12 @@ pub async fn inspect_for_delete(
     Ok(found)
 }
 
-/// Deletes the named parameters (ours, proven).
+/// Deletes the named parameters (ours, proven), ten per call: DeleteParameters' limit.
 pub async fn delete(store: &impl ParameterStore, names: &[String]) -> Result<(), AwsError> {
-    delete_names(store, names).await
+    for chunk in names.chunks(10) {
+        store.delete(chunk).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -58,10 +58,7 @@ mod tests {
 
     #[test]
     fn a_forwarded_cloudevent_and_an_rds_event() {
-        let ready = json!({
-            "specversion": "1.0", "id": "e1", "source": "s", "type": "io.crossplane.managed.ready",
-            "data": {"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": "db"}
-        });
+        let ready = crate::intake::ready_cloudevent("e1", "db");
         let events = direct(envelope("custom.crossplane", ready)).unwrap();
         assert_eq!(events[0].lifecycle, Lifecycle::Ready);
         let rds = json!({"EventID": "RDS-EVENT-0005", "SourceType": "DB_INSTANCE", "SourceIdentifier": "rds:db-1"});

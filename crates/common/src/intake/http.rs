@@ -185,11 +185,7 @@ mod tests {
     use crate::model::Lifecycle;
 
     fn ready() -> String {
-        json!({
-            "specversion": "1.0", "id": "e1", "source": "s", "type": "io.crossplane.managed.ready",
-            "data": {"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": "db"}
-        })
-        .to_string()
+        crate::intake::ready_cloudevent("e1", "db").to_string()
     }
 
     fn request(change: impl FnOnce(&mut Value)) -> Result<Vec<ResourceEvent>, IntakeError> {

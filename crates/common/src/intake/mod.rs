@@ -152,6 +152,16 @@ fn check_depth(raw: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// A `ready` CloudEvent of our profile for a reference to the instance `name`: what the
+/// envelopes' tests wrap.
+#[cfg(test)]
+pub(crate) fn ready_cloudevent(id: &str, name: &str) -> Value {
+    serde_json::json!({
+        "specversion": "1.0", "id": id, "source": "s", "type": "io.crossplane.managed.ready",
+        "data": {"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": name}
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

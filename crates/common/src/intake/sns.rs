@@ -72,11 +72,7 @@ mod tests {
     use crate::model::Lifecycle;
 
     fn ready(name: &str) -> String {
-        json!({
-            "specversion": "1.0", "id": name, "source": "s", "type": "io.crossplane.managed.ready",
-            "data": {"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": name}
-        })
-        .to_string()
+        crate::intake::ready_cloudevent(name, name).to_string()
     }
 
     fn direct(payload: Value) -> Result<Vec<ResourceEvent>, IntakeError> {

@@ -61,10 +61,7 @@ mod tests {
     use crate::model::Lifecycle;
 
     fn ready() -> Value {
-        json!({
-            "specversion": "1.0", "id": "e1", "source": "s", "type": "io.crossplane.managed.ready",
-            "data": {"apiVersion": "rds.aws.upbound.io/v1beta3", "kind": "Instance", "name": "db"}
-        })
+        crate::intake::ready_cloudevent("e1", "db")
     }
 
     fn sqs(records: Value) -> Vec<SqsRecord> {
