@@ -51,7 +51,9 @@ where
         builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // The runtime's span: `"span": {"requestId": …}` on every line of an invocation,
+            // which tells concurrent invocations' lines apart (run_concurrent).
+            .with_current_span(true)
             .with_span_list(false)
             .try_init()
     };

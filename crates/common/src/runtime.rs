@@ -296,71 +296,81 @@ async fn run_events<H: Handler>(
     invocation: &Invocation,
     concurrency: usize,
 ) -> Vec<Result<EventResult, (String, HandlerError)>> {
-    futures_util::stream::iter(events)
-        .map(|event| async move {
-            let started = Instant::now();
-            let outcome = handler.handle(event, invocation).await;
-            let subject = event.resource.display_name();
-            let kind = metric_kind(&event.resource);
-            let about = About {
-                lifecycle: event.lifecycle.as_str(),
-                kind: &kind,
-                event: &event.id,
-                resource: &subject,
-            };
-            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-            invocation
-                .metrics
-                .event(metrics::HANDLER_LATENCY, &about, &[], elapsed_ms);
-            match &outcome {
-                Ok(outcome) => {
-                    invocation
-                        .metrics
-                        .event(metrics::EVENTS, &about, &[("Outcome", outcome.kind.as_str())], 1.0)
-                }
-                Err(error) => {
-                    invocation
-                        .metrics
-                        .event(metrics::EVENT_ERRORS, &about, &[("ErrorType", error.error_type())], 1.0)
-                }
-            }
-            match outcome {
-                Ok(outcome) => {
-                    tracing::info!(
-                        request_id = %invocation.request_id,
-                        event = %event.id,
-                        subject = %subject,
-                        resource = outcome.resource.as_deref().unwrap_or("-"),
-                        lifecycle = event.lifecycle.as_str(),
-                        outcome = outcome.kind.as_str(),
-                        detail = %outcome.detail,
-                        "decision"
-                    );
-                    Ok(EventResult {
-                        event: event.id.clone(),
-                        resource: outcome.resource,
-                        lifecycle: event.lifecycle,
-                        outcome: outcome.kind,
-                        detail: outcome.detail,
-                    })
-                }
-                Err(error) => {
-                    tracing::error!(
-                        request_id = %invocation.request_id,
-                        event = %event.id,
-                        subject = %subject,
-                        lifecycle = event.lifecycle.as_str(),
-                        error_type = error.error_type(),
-                        error = %error.message(),
-                        "failed"
-                    );
-                    Err((format!("event {} ({subject})", event.id), error))
-                }
-            }
-        })
+    // The futures are made first (they start only when polled), not by a closure in the
+    // stream: the concurrent runtime needs this future to be `Send`, which the compiler cannot
+    // prove through a stream closure over `&ResourceEvent`.
+    let each: Vec<_> = events
+        .iter()
+        .map(|event| run_event(handler, event, invocation))
+        .collect();
+    futures_util::stream::iter(each)
         .buffered(concurrency.max(1))
         .collect()
         .await
+}
+
+async fn run_event<H: Handler>(
+    handler: &H,
+    event: &ResourceEvent,
+    invocation: &Invocation,
+) -> Result<EventResult, (String, HandlerError)> {
+    let started = Instant::now();
+    let outcome = handler.handle(event, invocation).await;
+    let subject = event.resource.display_name();
+    let kind = metric_kind(&event.resource);
+    let about = About {
+        lifecycle: event.lifecycle.as_str(),
+        kind: &kind,
+        event: &event.id,
+        resource: &subject,
+    };
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    invocation
+        .metrics
+        .event(metrics::HANDLER_LATENCY, &about, &[], elapsed_ms);
+    match &outcome {
+        Ok(outcome) => invocation
+            .metrics
+            .event(metrics::EVENTS, &about, &[("Outcome", outcome.kind.as_str())], 1.0),
+        Err(error) => {
+            invocation
+                .metrics
+                .event(metrics::EVENT_ERRORS, &about, &[("ErrorType", error.error_type())], 1.0)
+        }
+    }
+    match outcome {
+        Ok(outcome) => {
+            tracing::info!(
+                request_id = %invocation.request_id,
+                event = %event.id,
+                subject = %subject,
+                resource = outcome.resource.as_deref().unwrap_or("-"),
+                lifecycle = event.lifecycle.as_str(),
+                outcome = outcome.kind.as_str(),
+                detail = %outcome.detail,
+                "decision"
+            );
+            Ok(EventResult {
+                event: event.id.clone(),
+                resource: outcome.resource,
+                lifecycle: event.lifecycle,
+                outcome: outcome.kind,
+                detail: outcome.detail,
+            })
+        }
+        Err(error) => {
+            tracing::error!(
+                request_id = %invocation.request_id,
+                event = %event.id,
+                subject = %subject,
+                lifecycle = event.lifecycle.as_str(),
+                error_type = error.error_type(),
+                error = %error.message(),
+                "failed"
+            );
+            Err((format!("event {} ({subject})", event.id), error))
+        }
+    }
 }
 
 /// `Kind.service` (`Instance.rds`): a dimension of bounded cardinality, unlike a name.
@@ -467,14 +477,34 @@ impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for RawPayloadServi
     }
 }
 
-/// Runs a handler under the Lambda runtime until the process ends. Build the handler (its
-/// configuration and SDK clients) before calling this: that work is done once per cold start.
-pub async fn run<H: Handler>(handler: H) -> Result<(), lambda_runtime::Error> {
-    let handler = Arc::new(handler);
+/// Runs, under the Lambda runtime until the process ends, the handler `build` makes. Read and
+/// check the configuration before calling this, so that a bad setting fails the init.
+///
+/// The handler is built on the first invocation, once, and shared by every later one: building
+/// the SDK clients (their TLS set-up above all) is most of a cold start, and the first event needs
+/// them anyway (BENCHMARKS.md measures both). A build that fails fails that invocation, retryably,
+/// and the next one tries again.
+///
+/// With `AWS_LAMBDA_MAX_CONCURRENCY` above 1 (Lambda Managed Instances) the runtime polls that
+/// many invocations at once, each on its own task, all sharing the one handler (its caches and
+/// clients); otherwise one at a time, as on classic Lambda. Each invocation's state is its own
+/// [`Invocation`], and every log line inside an invocation carries its request id (the runtime's
+/// span, which follows the invocation's task).
+pub async fn run<H, B, F>(build: B) -> Result<(), lambda_runtime::Error>
+where
+    H: Handler,
+    B: Fn() -> F + Send + Sync + 'static,
+    F: Future<Output = Result<H, String>> + Send,
+{
+    let handler = Arc::new(BuiltOnce {
+        built: tokio::sync::OnceCell::new(),
+        build,
+    });
     let concurrency = concurrency_from_env();
     let service = service_fn(move |event: LambdaEvent<RawPayload>| {
         let handler = Arc::clone(&handler);
         async move {
+            let handler = handler.get().await?;
             let invocation = Invocation::from_context(&event.context, handler.name());
             tracing::debug!(
                 request_id = %invocation.request_id,
@@ -482,7 +512,7 @@ pub async fn run<H: Handler>(handler: H) -> Result<(), lambda_runtime::Error> {
                 deadline_ms = event.context.deadline,
                 "invocation"
             );
-            let answer = dispatch(handler.as_ref(), &event.payload.0, &invocation, concurrency).await;
+            let answer = dispatch(handler, &event.payload.0, &invocation, concurrency).await;
             // Once per invocation: the metrics, as EMF lines among the logs.
             invocation.metrics.write_to(&mut std::io::stdout().lock());
             answer
@@ -491,6 +521,26 @@ pub async fn run<H: Handler>(handler: H) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::Runtime::new(service)
         .layer(RawPayloadLayer)
         .layer(lambda_runtime::layers::TracingLayer::new())
-        .run()
+        .run_concurrent()
         .await
+}
+
+/// The handler, made by `build` when first asked for; concurrent first invocations wait for the
+/// one build.
+struct BuiltOnce<H, B> {
+    built: tokio::sync::OnceCell<H>,
+    build: B,
+}
+
+impl<H, B, F> BuiltOnce<H, B>
+where
+    B: Fn() -> F,
+    F: Future<Output = Result<H, String>>,
+{
+    async fn get(&self) -> Result<&H, HandlerError> {
+        self.built.get_or_try_init(|| (self.build)()).await.map_err(|why| {
+            tracing::error!(error = %why, "the function could not start");
+            HandlerError::Retryable(format!("the function could not start: {why}").into())
+        })
+    }
 }

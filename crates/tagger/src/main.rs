@@ -1,9 +1,16 @@
-//! The `tagger` Lambda function: configuration and SDK clients are built once, at cold start.
+//! The `tagger` Lambda function: its configuration is read at start; its SDK clients are built
+//! once, on the first invocation (common::runtime::run).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     common::logging::init();
-    let sdk = common::aws::load_config().await;
-    let tagger = tagger::Tagger::from_sdk_config(&sdk, tagger::Settings::from_env(), None);
-    common::runtime::run(tagger).await
+    let settings = tagger::Settings::from_env();
+    common::runtime::run(move || {
+        let settings = settings.clone();
+        async move {
+            let sdk = common::aws::load_config().await;
+            Ok(tagger::Tagger::from_sdk_config(&sdk, settings, None))
+        }
+    })
+    .await
 }

@@ -35,7 +35,9 @@ use crate::aws::AwsError;
 use crate::error::HandlerError;
 use crate::model::Lifecycle;
 
+#[cfg(feature = "dynamodb")]
 mod dynamodb;
+#[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoStore;
 
 /// The act's deadline ends this long before its claim expires (clock skew, the completing write).
