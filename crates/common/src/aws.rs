@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -19,8 +21,35 @@ use crate::error::HandlerError;
 
 /// Loads the SDK configuration from the environment: region, credentials, and
 /// `AWS_ENDPOINT_URL` (how the tests and the demo reach the local AWS emulator).
+///
+/// Its HTTPS client is shared by every SDK client built from it and sets up TLS (the CA roots,
+/// the crypto provider) once, on the first request, instead of once more for each client built.
 pub async fn load_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    connect_on_first_request(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+}
+
+fn connect_on_first_request(sdk: aws_config::SdkConfig) -> aws_config::SdkConfig {
+    match sdk.http_client() {
+        Some(https) => sdk.into_builder().http_client(ConnectOnFirstRequest(https)).build(),
+        None => sdk,
+    }
+}
+
+/// The SDK's HTTPS client, less its eager check: the SDK builds a throwaway connector, its TLS
+/// configuration included, for each client made from the configuration ("so that native certs
+/// load at client initialization"); the real connectors are built on the first request and
+/// cached by the client, which every SDK client here shares. BENCHMARKS.md measures it.
+#[derive(Debug)]
+struct ConnectOnFirstRequest(SharedHttpClient);
+
+impl HttpClient for ConnectOnFirstRequest {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// Builds an SDK client from the shared configuration, with the call counter when one is given:
@@ -240,6 +269,45 @@ impl Intercept for CallCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An HTTP client that counts the eager connector builds the SDK asks of it.
+    #[derive(Debug, Clone, Default)]
+    struct CountsEagerBuilds(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl HttpClient for CountsEagerBuilds {
+        fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+            unreachable!("no request is made")
+        }
+        fn validate_base_client_config(
+            &self,
+            _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder,
+            _: &ConfigBag,
+        ) -> Result<(), BoxError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn eager_builds(wrap: bool) -> usize {
+        let https = CountsEagerBuilds::default();
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .http_client(https.clone())
+            .build();
+        let sdk = if wrap { connect_on_first_request(sdk) } else { sdk };
+        let _rds = aws_sdk_rds::Client::new(&sdk);
+        let _tagging = aws_sdk_resourcegroupstagging::Client::new(&sdk);
+        https.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn building_sdk_clients_sets_up_no_connection() {
+        // The SDK's own client builds a connector (TLS set-up included) per client made…
+        assert_eq!(eager_builds(false), 2);
+        // …ours waits for the first request.
+        assert_eq!(eager_builds(true), 0);
+    }
 
     #[test]
     fn reads_and_writes_by_name() {
