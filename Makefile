@@ -32,7 +32,7 @@ lint:
 ## samples of events/ through cargo lambda) inside the test bed, which is stopped afterwards in any case.
 ## Last, the mutants of the lines changed since .ci/mutants-base (no emulator needed).
 test: setup lint
-	$(TESTBED)/run.sh sh -c 'cargo test --workspace && .venv/bin/python -m pytest tests/infra tests/repo tests/readme -q'
+	$(TESTBED)/run.sh sh -c 'cargo test --workspace && .venv/bin/python -m pytest tests/infra tests/repo tests/readme tests/runtime -q'
 	tests/mutants/changed.sh
 
 ## Every mutant of the pure core (.cargo/mutants.toml); fails on any the tests miss.
