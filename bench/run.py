@@ -14,6 +14,7 @@ Markdown table. Every subject's whole environment is built by `environment` belo
 import argparse
 import copy
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -50,8 +51,8 @@ SETTINGS = {
                        "SLACK_ALLOW_LOOPBACK_HTTP": "true"},
     "peer-tagger": {"TAG_POLICY_PARAMETER": "/crossplane-lambda/tag-policy"},
 }
-# Where TLS roots come from: one bundle file (as on Lambda), or a directory of certificates,
-# which rustls-native-certs reads file by file.
+# Where TLS roots come from: one bundle file (the Lambda-like case), or a directory of
+# certificates, which rustls-native-certs reads file by file.
 CA_FILE = {"SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"}
 CA_DIR = {"SSL_CERT_DIR": "/etc/ssl/certs"}
 # What the test bed gives every process (start.sh), minus AWS_ENDPOINT_URL: the proxy's instead.
@@ -340,6 +341,18 @@ def zips(bin_dir):
     return rows
 
 
+def fingerprints(bin_dir):
+    """Each binary's SHA-256 prefix and modification time: the report names what it measured,
+    and a binary rebuilt during the run (another build in the same target dir) fails the bench."""
+    prints = {}
+    for name in ("echo", *FUNCTIONS):
+        path = bin_dir / name
+        stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+        prints[name] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12],
+                        "built": stamp.strftime("%Y-%m-%d %H:%M:%S UTC")}
+    return prints
+
+
 def machine():
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor() or platform.machine())
@@ -368,15 +381,17 @@ def calls_cell(samples):
 def markdown(results):
     meta = results["meta"]
     out = [f"## make bench, {meta['date']}", "",
-           f"- machine: {meta['machine']}",
-           f"- commit: {meta['commit']} (harness); binaries: {meta['bin_dir']} at {meta['bin_commit']}",
+           f"- machine: {meta['machine']}; load average {meta['load_average']:.2f} at the end (other work "
+           "on the machine shows here: the numbers are only as quiet as it is)",
+           f"- commit: {meta['commit']} (harness); binaries: {meta['bin_dir']}, tree at {meta['bin_commit']}, "
+           "built " + ", ".join(f"{name} {b['built']} ({b['sha256']})" for name, b in meta["binaries"].items()),
            f"- runs: {meta['runs']} per subject after one warm-up round, medians; subjects alternate "
            "order each round; a fresh moto state per run",
            f"- command: `{meta['command']}`", "",
            "Init: exec to the first /next. First event: the ready event (a write) from hand-out to "
            "answer; replay: the same event again (no write). Peak RSS: VmHWM at the end of the run. "
-           "AWS calls counted by a proxy in front of moto. CA roots: SSL_CERT_FILE (one bundle, as on "
-           "Lambda) unless the row says SSL_CERT_DIR (a directory).", "",
+           "AWS calls counted by a proxy in front of moto. CA roots: SSL_CERT_FILE (one bundle file, the "
+           "Lambda-like case) unless the row says SSL_CERT_DIR (a directory of certificates).", "",
            "| subject | init ms | × echo | peak RSS MiB | first event ms | to 1st AWS call ms | replay ms "
            "| AWS calls (first/replay) |",
            "|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -417,6 +432,7 @@ def bench(args, procs):
             raise BenchFailure(f"{bin_dir / name} missing: cargo build --release -p {name}")
     if "AWS_ENDPOINT_URL" not in os.environ or "SLACK_SINK_URL" not in os.environ:
         raise BenchFailure("run inside the test bed: tests/testbed/run.sh .venv/bin/python bench/run.py")
+    binaries = fingerprints(bin_dir)
     moto = Moto(os.environ["AWS_ENDPOINT_URL"])
     proxy = CountingProxy(os.environ["AWS_ENDPOINT_URL"])
     try:
@@ -447,10 +463,14 @@ def bench(args, procs):
         results["zips"] = zips(bin_dir)
     finally:
         proxy.close()
+    if fingerprints(bin_dir) != binaries:
+        raise BenchFailure(f"the binaries in {bin_dir} changed during the bench (a build there?): run it again")
+    dirty = git(bin_dir, "--no-optional-locks", "status", "--porcelain", "--untracked-files=no")
     results["meta"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(), "commit": git(ROOT, "rev-parse", "--short", "HEAD"),
-        "bin_dir": str(bin_dir), "bin_commit": git(bin_dir, "rev-parse", "--short", "HEAD"),
+        "machine": machine(), "load_average": os.getloadavg()[0], "commit": git(ROOT, "rev-parse", "--short", "HEAD"),
+        "bin_dir": str(bin_dir), "binaries": binaries,
+        "bin_commit": git(bin_dir, "rev-parse", "--short", "HEAD") + (" with uncommitted changes" if dirty else ""),
         "runs": args.runs, "command": " ".join([Path(sys.executable).name, *sys.argv])}
     return results
 
@@ -463,7 +483,10 @@ def main():
     parser.add_argument("--markdown", help="also write the tables to this file")
     parser.add_argument("--json", help="write every sample and median to this file")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Stop cleanly (every process killed) on Ctrl-C, also when started in the background, where
+    # the shell hands SIGINT down ignored, and on SIGTERM.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: stopped by SIGTERM"))
     with tempfile.TemporaryDirectory(prefix="bench-") as logs:
         procs = Processes(Path(logs))
         try:
@@ -471,6 +494,9 @@ def main():
         except BenchFailure as failure:
             print(f"bench: FAILED: {failure}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("bench: interrupted", file=sys.stderr)
+            return 130
         finally:
             procs.kill_all()
     text = markdown(results)
