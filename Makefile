@@ -13,7 +13,7 @@ CARGO_LAMBDA := .venv/bin/cargo-lambda lambda
 WATCH_ADDRESS := 127.0.0.1
 WATCH_PORT := 9000
 
-.PHONY: all build test mutants lint demo package deploy publish invoke watch setup clean
+.PHONY: all build test mutants lint bench demo package deploy publish invoke watch setup clean
 
 all: build
 
@@ -38,6 +38,13 @@ test: setup lint
 ## Every mutant of the pure core (.cargo/mutants.toml); fails on any the tests miss.
 mutants:
 	tests/mutants/run.sh
+
+## The release binaries under a local Lambda Runtime API, on moto: init, peak RSS, latencies and
+## AWS calls per event beside the echo floor and a Python boto3 peer; SQS throughput, concurrent
+## mode, zip sizes (bench/run.py). A Markdown table on stdout; BENCH_ARGS='--runs 3 --json FILE'.
+bench: setup
+	cargo build --release -p tagger -p secret-syncer -p slack-notifier -p echo
+	$(TESTBED)/run.sh .venv/bin/python bench/run.py $(BENCH_ARGS)
 
 ## The main job on local defaults: moto as AWS, the tagger through cargo lambda.
 demo: setup
