@@ -38,6 +38,8 @@ ALLOWED = {
     "cargo lambda watch": "names cargo lambda's emulator, which make watch runs (run here)",
     "cargo lambda invoke": "names cargo lambda's client, which make invoke runs (run here)",
     "cargo lambda invoke --data-file events/…": "describes tests/tests/cargo_lambda.rs, run by make test",
+    "make bench": "a benchmark, not a test: minutes of timed runs whose figures go to BENCHMARKS.md; make test "
+                  "runs its Runtime API under the concurrent-mode test (tests/runtime)",
     "make mutants": "every mutant of the pure core, over an hour on two cores; make test runs "
                     "tests/mutants/changed.sh, the same tool over the lines changed since the last full run",
 }

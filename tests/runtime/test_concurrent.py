@@ -85,7 +85,7 @@ def test_invocations_run_at_once_each_with_its_own_state_and_request_id(tagger, 
     for line in decisions:
         request_id = line["span"]["requestId"]
         assert line["request_id"] == request_id
-        assert line["subject"].endswith(f"/instances/{by_request[request_id]}"), line
+        assert line["subject"].endswith(f"/{by_request[request_id]}"), line
     inside = [line for line in logs if "span" in line]
     assert {line["span"]["requestId"] for line in inside} == set(by_request)
 
