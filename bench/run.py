@@ -274,6 +274,26 @@ def run_subject(subject, moto, proxy, procs):
     return sample
 
 
+def init_starts(rows, proxy, procs, rounds):
+    """Init alone, `rounds` starts of each subject (alternating order), each process killed at its
+    first /next: a start costs a few milliseconds, so many samples are cheap, and no moto work
+    (a reset, seeding) runs beside them. Init's difference to the echo is about a millisecond,
+    which the runs' own few samples cannot tell from noise."""
+    samples = {s.label: [] for s in rows}
+    for round_ in range(rounds):
+        for subject in rows if round_ % 2 == 0 else reversed(rows):
+            with RuntimeApi() as api:
+                env = environment(subject, api, proxy)
+                started = time.perf_counter()
+                proc = procs.start(subject, env)
+                try:
+                    api.wait_for_init(proc)
+                finally:
+                    procs.kill(proc)
+                samples[subject.label].append((api.first_next_at - started) * 1000)
+    return {label: statistics.median(values) for label, values in samples.items()}
+
+
 def sqs_throughput(bin_dir, moto, proxy, procs, max_concurrency, events=1000, batch=10):
     """`events` ready events for as many distinct instances (each one a write), in SQS batches."""
     names = [f"bench-{i:04d}" for i in range(events)]
@@ -388,7 +408,8 @@ def markdown(results):
            f"- runs: {meta['runs']} per subject after one warm-up round, medians; subjects alternate "
            "order each round; a fresh moto state per run",
            f"- command: `{meta['command']}`", "",
-           "Init: exec to the first /next. First event: the ready event (a write) from hand-out to "
+           f"Init: exec to the first /next, median of {meta['init_starts']} starts of each subject "
+           "(alternating, nothing else running beside them). First event: the ready event (a write) from hand-out to "
            "answer; replay: the same event again (no write). Peak RSS: VmHWM at the end of the run. "
            "AWS calls counted by a proxy in front of moto. CA roots: SSL_CERT_FILE (one bundle file, the "
            "Lambda-like case) unless the row says SSL_CERT_DIR (a directory of certificates).", "",
@@ -449,6 +470,7 @@ def bench(args, procs):
         peer_tags = [s["tags"] for s in samples["Python peer (boto3)"]]
         if any(t != tagger_tags[0] for t in tagger_tags + peer_tags):
             raise BenchFailure(f"the peer's tags differ from the tagger's: {peer_tags[0]} vs {tagger_tags[0]}")
+        starts = init_starts(rows, proxy, procs, args.init_starts)
         results = {"subjects": {}}
         for label, runs in samples.items():
             keys = [k for k in ("init_ms", "rss_mib", "first_ms", "to_first_call_ms", "replay_ms", "first_calls",
@@ -457,6 +479,7 @@ def bench(args, procs):
                                           "operations": {"first": runs[0]["first_operations"],
                                                          "replay": runs[0]["replay_operations"]},
                                           "samples": [{k: s[k] for k in keys} for s in runs]}
+            results["subjects"][label]["median"]["init_ms"] = starts[label]
         results["sqs"] = [sqs_throughput(bin_dir, moto, proxy, procs, n) for n in (1, 8)]
         print("bench: SQS done", file=sys.stderr)
         results["concurrent"] = [concurrent_mode(bin_dir, moto, proxy, procs, n) for n in (64, None)]
@@ -471,13 +494,15 @@ def bench(args, procs):
         "machine": machine(), "load_average": os.getloadavg()[0], "commit": git(ROOT, "rev-parse", "--short", "HEAD"),
         "bin_dir": str(bin_dir), "binaries": binaries,
         "bin_commit": git(bin_dir, "rev-parse", "--short", "HEAD") + (" with uncommitted changes" if dirty else ""),
-        "runs": args.runs, "command": " ".join([Path(sys.executable).name, *sys.argv])}
+        "runs": args.runs, "init_starts": args.init_starts, "command": " ".join([Path(sys.executable).name, *sys.argv])}
     return results
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=9, help="runs per subject (default 9)")
+    parser.add_argument("--init-starts", type=int, default=31,
+                        help="starts of each subject for the init column (default 31)")
     parser.add_argument("--bin-dir", default=str(ROOT / "target/release"),
                         help="where the release binaries are (default target/release)")
     parser.add_argument("--markdown", help="also write the tables to this file")

@@ -40,6 +40,7 @@ ALLOWED = {
     "cargo lambda invoke --data-file events/…": "describes tests/tests/cargo_lambda.rs, run by make test",
     "make bench": "a benchmark, not a test: minutes of timed runs whose figures go to BENCHMARKS.md; make test "
                   "runs its Runtime API under the concurrent-mode test (tests/runtime)",
+    "make bench BENCH_ARGS='--runs 3 --json bench.json'": "make bench, with fewer runs (see make bench)",
     "make mutants": "every mutant of the pure core, over an hour on two cores; make test runs "
                     "tests/mutants/changed.sh, the same tool over the lines changed since the last full run",
 }
