@@ -43,17 +43,18 @@ mutants:
 ## AWS calls per event beside the echo floor and a Python boto3 peer; SQS throughput, concurrent
 ## mode, zip sizes (bench/run.py). A Markdown table on stdout; BENCH_ARGS='--runs 3 --json FILE'.
 bench: setup
-	cargo build --release -p tagger -p secret-syncer -p slack-notifier -p echo
+	for p in $(FUNCTIONS) echo; do cargo build --release --package $$p || exit 1; done
 	$(TESTBED)/run.sh .venv/bin/python bench/run.py $(BENCH_ARGS)
 
 ## The main job on local defaults: moto as AWS, the tagger through cargo lambda.
 demo: setup
 	$(TESTBED)/run.sh tests/demo.sh
 
-## arm64 zips for Lambda (provided.al2023), in target/lambda/<function>/bootstrap.zip.
+## arm64 zips for Lambda (provided.al2023), in target/lambda/<function>/bootstrap.zip. One function
+## per build: built together, cargo would give each the union of common's features (DynamoDB in all).
 package: setup
 	rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO_LAMBDA) build --release --arm64 --output-format zip $(addprefix --bin ,$(FUNCTIONS))
+	for f in $(FUNCTIONS); do PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO_LAMBDA) build --release --arm64 --output-format zip --package $$f --bin $$f || exit 1; done
 
 ## Quick start: deploys every function as crossplane-lambda-<name>, with the settings of its
 ## crate's [package.metadata.lambda.deploy] (needs AWS credentials).

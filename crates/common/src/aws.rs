@@ -1,4 +1,4 @@
-//! AWS SDK glue: the configuration built once per cold start, error classification,
+//! AWS SDK glue: the configuration built once per execution environment, error classification,
 //! and a counter of the calls made (the "AWS calls per event" of ARCHITECTURE.md §10).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,16 +23,31 @@ use crate::error::HandlerError;
 /// `AWS_ENDPOINT_URL` (how the tests and the demo reach the local AWS emulator).
 ///
 /// Its HTTPS client is shared by every SDK client built from it and sets up TLS (the CA roots,
-/// the crypto provider) once, on the first request, instead of once more for each client built.
+/// the crypto provider) once, on the first request, instead of once more for each client built:
+/// left to itself, the SDK gives each client its own HTTPS client (BENCHMARKS.md).
 pub async fn load_config() -> aws_config::SdkConfig {
-    connect_on_first_request(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(ConnectOnFirstRequest(https_client()))
+        .load()
+        .await
 }
 
-fn connect_on_first_request(sdk: aws_config::SdkConfig) -> aws_config::SdkConfig {
-    match sdk.http_client() {
-        Some(https) => sdk.into_builder().http_client(ConnectOnFirstRequest(https)).build(),
-        None => sdk,
-    }
+/// The HTTPS client the SDK would make for each of its clients (aws-smithy-runtime's
+/// `default_https_client`, which is not public): rustls on aws-lc-rs, the connector settings and
+/// sleep of the client using it, and the proxy from the environment (`HTTPS_PROXY`, `NO_PROXY`).
+fn https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            aws_smithy_http_client::Connector::builder().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector
+            .proxy_config(aws_smithy_http_client::proxy::ProxyConfig::from_env())
+            .build()
+    })
 }
 
 /// The SDK's HTTPS client, less its eager check: the SDK builds a throwaway connector, its TLS
@@ -290,15 +305,26 @@ mod tests {
 
     fn eager_builds(wrap: bool) -> usize {
         let https = CountsEagerBuilds::default();
-        let sdk = aws_config::SdkConfig::builder()
+        let builder = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .http_client(https.clone())
-            .build();
-        let sdk = if wrap { connect_on_first_request(sdk) } else { sdk };
+            .region(aws_config::Region::new("us-east-1"));
+        let sdk = if wrap {
+            builder.http_client(ConnectOnFirstRequest(SharedHttpClient::new(https.clone())))
+        } else {
+            builder.http_client(https.clone())
+        }
+        .build();
         let _rds = aws_sdk_rds::Client::new(&sdk);
         let _tagging = aws_sdk_resourcegroupstagging::Client::new(&sdk);
         https.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn the_loaded_configuration_carries_the_one_https_client() {
+        // Left to itself, aws-config sets no HTTP client (each SDK client would make its own).
+        let sdk = load_config().await;
+        let https = sdk.http_client().map(|c| format!("{c:?}"));
+        assert!(https.is_some_and(|c| c.contains("ConnectOnFirstRequest")));
     }
 
     #[test]

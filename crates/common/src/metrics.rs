@@ -146,9 +146,9 @@ impl Metrics {
         );
     }
 
-    /// Moves the AWS calls counted process-wide since the last flush into this invocation.
-    pub fn take_aws_calls(&self) {
-        for ((operation, throttled), n) in drain_aws_calls() {
+    /// Records the AWS calls [`count_aws_calls`] counted for this invocation.
+    pub fn record_aws_calls(&self, calls: AwsCallCounts) {
+        for ((operation, throttled), n) in calls {
             let name = if throttled { AWS_THROTTLES } else { AWS_CALLS };
             self.count(name, &[("Operation", operation.as_str())], n as f64);
         }
@@ -248,15 +248,23 @@ fn capped(ids: BTreeSet<String>) -> Vec<String> {
     kept
 }
 
-/// AWS calls counted by [`AwsCallMetrics`] on every client, by (operation, throttled), until an
-/// invocation takes them.
-static AWS_CALL_COUNTS: Mutex<BTreeMap<(String, bool), u64>> = Mutex::new(BTreeMap::new());
+/// AWS calls by (operation, throttled).
+pub type AwsCallCounts = BTreeMap<(String, bool), u64>;
 
-fn drain_aws_calls() -> BTreeMap<(String, bool), u64> {
-    AWS_CALL_COUNTS
-        .lock()
-        .map(|mut counts| std::mem::take(&mut *counts))
-        .unwrap_or_default()
+tokio::task_local! {
+    /// The calls of the invocation whose work runs on this task: the SDK runs its interceptors
+    /// on the task that awaits the call, so invocations handled at once (run_concurrent) each
+    /// count their own.
+    static INVOCATION_AWS_CALLS: Arc<Mutex<AwsCallCounts>>;
+}
+
+/// Runs `work`, counting the AWS calls made while it runs (on every client, by
+/// [`AwsCallMetrics`]) apart from any other work's; returns its output and the counts.
+pub async fn count_aws_calls<F: std::future::Future>(work: F) -> (F::Output, AwsCallCounts) {
+    let counts = Arc::new(Mutex::new(AwsCallCounts::new()));
+    let output = INVOCATION_AWS_CALLS.scope(Arc::clone(&counts), work).await;
+    let counts = counts.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default();
+    (output, counts)
 }
 
 /// Counts every attempt of every AWS call, and the throttled ones, for [`Metrics`]. Registered
@@ -290,12 +298,15 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for AwsCallMetrics 
                         .iter()
                         .any(|code| error_type.starts_with(code) || contains(body, code.as_bytes())))
         });
-        if let Ok(mut counts) = AWS_CALL_COUNTS.lock() {
-            *counts.entry((operation.clone(), false)).or_default() += 1;
-            if throttled {
-                *counts.entry((operation, true)).or_default() += 1;
+        // A call outside any invocation (none is made today) is not counted.
+        let _ = INVOCATION_AWS_CALLS.try_with(|counts| {
+            if let Ok(mut counts) = counts.lock() {
+                *counts.entry((operation.clone(), false)).or_default() += 1;
+                if throttled {
+                    *counts.entry((operation, true)).or_default() += 1;
+                }
             }
-        }
+        });
         Ok(())
     }
 }

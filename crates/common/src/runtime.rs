@@ -203,8 +203,8 @@ pub async fn dispatch<H: Handler>(
         invocation.metrics.count(metrics::INVALID_PAYLOADS, &[], 1.0);
         tracing::warn!(request_id = %invocation.request_id, error = %e, "invalid payload");
     })?;
-    let answer = answer(handler, intake, invocation, concurrency).await;
-    invocation.metrics.take_aws_calls();
+    let (answer, calls) = metrics::count_aws_calls(answer(handler, intake, invocation, concurrency)).await;
+    invocation.metrics.record_aws_calls(calls);
     answer
 }
 
@@ -422,12 +422,37 @@ fn http_response(status: i64, body: &Value) -> Value {
 /// answer a non-JSON payload with its own generic error; [`RawPayloadLayer`] hands us the bytes.
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handler_that_could_not_be_built_answers_each_transport_as_a_failure_would() {
+        let down = || HandlerError::Retryable("the function could not start: no region".into());
+        let direct = br#"{"specversion": "1.0"}"#;
+        assert!(matches!(not_started(direct, down()), Err(HandlerError::Invalid(_))));
+        let ready = serde_json::to_vec(&crate::intake::ready_cloudevent("e-1", "orders-db")).unwrap_or_default();
+        assert!(matches!(not_started(&ready, down()), Err(HandlerError::Retryable(_))));
+        let sqs = json!({"Records": [{"messageId": "m-1", "eventSource": "aws:sqs",
+            "body": String::from_utf8_lossy(&ready)}]});
+        let sqs = serde_json::to_vec(&sqs).unwrap_or_default();
+        assert!(matches!(not_started(&sqs, down()), Err(HandlerError::Retryable(_))));
+        let url = json!({"version": "2.0", "requestContext": {"http": {"method": "POST"}},
+            "headers": {"content-type": "application/cloudevents+json"}, "isBase64Encoded": false,
+            "body": String::from_utf8_lossy(&ready)});
+        let url = serde_json::to_vec(&url).unwrap_or_default();
+        let answer = not_started(&url, down()).ok().unwrap_or_default();
+        assert_eq!(answer["statusCode"], 500, "{answer}");
+        assert!(
+            answer["body"].as_str().is_some_and(|b| b.contains("could not start")),
+            "{answer}"
+        );
+    }
+
     #[test]
     fn deadlines_as_lambda_and_as_cargo_lambda_send_them() {
         let now = 1_795_309_267_521;
-        assert_eq!(super::remaining_ms(now + 29_000, now), 29_000);
-        assert_eq!(super::remaining_ms(now - 5, now), 0);
-        assert_eq!(super::remaining_ms(600_000, now), 600_000);
+        assert_eq!(remaining_ms(now + 29_000, now), 29_000);
+        assert_eq!(remaining_ms(now - 5, now), 0);
+        assert_eq!(remaining_ms(600_000, now), 600_000);
     }
 }
 
@@ -504,7 +529,10 @@ where
     let service = service_fn(move |event: LambdaEvent<RawPayload>| {
         let handler = Arc::clone(&handler);
         async move {
-            let handler = handler.get().await?;
+            let handler = match handler.get().await {
+                Ok(handler) => handler,
+                Err(error) => return not_started(&event.payload.0, error),
+            };
             let invocation = Invocation::from_context(&event.context, handler.name());
             tracing::debug!(
                 request_id = %invocation.request_id,
@@ -523,6 +551,23 @@ where
         .layer(lambda_runtime::layers::TracingLayer::new())
         .run_concurrent()
         .await
+}
+
+/// The answer when the handler could not be built: bad input is still `InvalidEvent`, a Function
+/// URL request gets its 500, anything else the retryable error (an SQS batch is retried whole:
+/// nothing is lost).
+fn not_started(raw: &[u8], error: HandlerError) -> Result<Value, HandlerError> {
+    match intake::read_payload(raw)? {
+        Intake::Http(Err(invalid)) => Ok(http_response(
+            400,
+            &json!({"errorType": "InvalidEvent", "errorMessage": invalid.to_string()}),
+        )),
+        Intake::Http(Ok(_)) => Ok(http_response(
+            500,
+            &json!({"errorType": error.error_type(), "errorMessage": error.message()}),
+        )),
+        Intake::Direct(_) | Intake::Sqs(_) => Err(error),
+    }
 }
 
 /// The handler, made by `build` when first asked for; concurrent first invocations wait for the

@@ -167,7 +167,7 @@ pub struct SecretSyncer<T = TaggingApi, D = RdsClient, S = SecretsClient, P = Ss
 }
 
 impl SecretSyncer {
-    /// Builds the SDK clients once (cold start). `counter`, when given, counts every AWS call.
+    /// Builds the SDK clients, once per execution environment (on its first invocation: main.rs). `counter`, when given, counts every AWS call.
     pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Self {
         let rds = common::sdk_client!(aws_sdk_rds, sdk, counter);
         SecretSyncer {

@@ -138,7 +138,7 @@ pub struct SlackNotifier {
 }
 
 impl SlackNotifier {
-    /// Builds the SDK and HTTP clients once (cold start). `counter` counts every AWS call.
+    /// Builds the SDK and HTTP clients, once per execution environment (on its first invocation). `counter` counts every AWS call.
     pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Result<Self, String> {
         settings.idempotency.check()?;
         let rds = common::sdk_client!(aws_sdk_rds, sdk, counter);

@@ -204,15 +204,21 @@ impl Poster {
         })
     }
 
-    /// Waits for the next free slot of the rate limit.
-    async fn pace(&self) {
+    /// Books the next free slot of the rate limit and waits for it. A slot that starts too late to
+    /// post before `deadline` is not booked: `false`. Booked and then abandoned, it would push every
+    /// later post further out, and the slots are shared by every invocation running at once.
+    async fn pace(&self, deadline: Instant) -> bool {
         let start = {
             let mut next = self.next_slot.lock().await;
             let start = (*next).max(Instant::now());
+            if start + self.reserve >= deadline {
+                return false;
+            }
             *next = start + self.min_interval;
             start
         };
         tokio::time::sleep_until(start).await;
+        true
     }
 
     /// Posts `payload`. 200 `ok`: done. 429: waits `Retry-After` if it fits before `deadline`,
@@ -231,7 +237,11 @@ impl Poster {
             .map_err(|e| certainly(HandlerError::permanent(format!("could not encode the message: {e}"), e)))?;
         let mut rate_limited = 0;
         loop {
-            self.pace().await;
+            if !self.pace(deadline).await {
+                return Err(certainly(HandlerError::Retryable(
+                    "no time left to post to Slack: the rate limit's next free slot comes too late".into(),
+                )));
+            }
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .saturating_sub(self.reserve);
@@ -307,6 +317,24 @@ impl Poster {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_too_late_for_the_deadline_is_not_booked() {
+        use tokio::time::{Duration, Instant};
+        let poster = super::Poster::new(Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
+        let start = Instant::now();
+        assert!(
+            poster.pace(start + Duration::from_secs(10)).await,
+            "the first slot is now"
+        );
+        assert_eq!(Instant::now(), start);
+        // The next slot is at 1 s; with 0.5 s to post it would end past a deadline at 1.2 s.
+        assert!(!poster.pace(start + Duration::from_millis(1200)).await);
+        assert_eq!(Instant::now(), start, "no wait for a slot not taken");
+        // Not booked: the next caller gets the slot at 1 s, not at 2 s.
+        assert!(poster.pace(start + Duration::from_secs(10)).await);
+        assert_eq!(Instant::now(), start + Duration::from_secs(1));
+    }
+
     use super::*;
 
     #[test]

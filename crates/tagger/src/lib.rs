@@ -89,7 +89,7 @@ pub struct Tagger<T, L> {
 }
 
 impl Tagger<TaggingApi, RdsLiveCheck> {
-    /// Builds the SDK clients once (cold start). `counter`, when given, counts every AWS call.
+    /// Builds the SDK clients, once per execution environment (on its first invocation: main.rs). `counter`, when given, counts every AWS call.
     pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Self {
         let source = match settings.policy_parameter {
             Some(name) => PolicySource::Ssm {
