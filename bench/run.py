@@ -12,6 +12,7 @@ throughput, lambda_runtime's concurrent mode, and the zips' sizes. Medians are p
 Markdown table. Every subject's whole environment is built by `environment` below.
 """
 import argparse
+import contextlib
 import copy
 import datetime
 import hashlib
@@ -240,35 +241,42 @@ def check(subject, which, invocation, expected_payload=None):
         raise BenchFailure(f"{subject.label}, {which} event: outcomes {outcomes}, expected [{want!r}]: {answer}")
 
 
+@contextlib.contextmanager
+def running(subject, api, proxy, procs, extra=None):
+    """The subject's process under `api`, past its init (its first /next): yields the process and
+    when it was started; kills it on leaving."""
+    env = environment(subject, api, proxy, extra)
+    started = time.perf_counter()
+    proc = procs.start(subject, env)
+    try:
+        api.wait_for_init(proc)
+        yield proc, started
+    except Exception:
+        print(f"--- {subject.label}: last lines of its log\n{procs.log_tail(subject.function)}", file=sys.stderr)
+        raise
+    finally:
+        procs.kill(proc)
+
+
 def run_subject(subject, moto, proxy, procs):
     """One run: fresh state, start, init, first event, replay, peak RSS, kill."""
     moto.reset()
-    with RuntimeApi() as api:
-        env = environment(subject, api, proxy)
-        started = time.perf_counter()
-        proc = procs.start(subject, env)
-        try:
-            api.wait_for_init(proc)
-            sample = {"init_ms": (api.first_next_at - started) * 1000}
-            for which in ("first", "replay"):
-                before = proxy.snapshot()
-                proxy.mark()
-                invocation = api.invoke(READY, proc)
-                calls = proxy.since(before)
-                check(subject, which, invocation, READY)
-                if which == "first" and proxy.first_request_at is not None:
-                    sample["to_first_call_ms"] = (proxy.first_request_at - invocation.handed_at) * 1000
-                sample[f"{which}_ms"] = invocation.seconds * 1000
-                if which == "first":  # the cold start a caller sees: exec to the first answer
-                    sample["cold_ms"] = (invocation.answered_at - started) * 1000
-                sample[f"{which}_calls"] = sum(calls.values())
-                sample[f"{which}_operations"] = dict(sorted(calls.items()))
-            sample["rss_mib"] = procs.peak_rss_mib(proc)
-        except Exception:
-            print(f"--- {subject.label}: last lines of its log\n{procs.log_tail(subject.function)}", file=sys.stderr)
-            raise
-        finally:
-            procs.kill(proc)
+    with RuntimeApi() as api, running(subject, api, proxy, procs) as (proc, started):
+        sample = {"init_ms": (api.first_next_at - started) * 1000}
+        for which in ("first", "replay"):
+            before = proxy.snapshot()
+            proxy.mark()
+            invocation = api.invoke(READY, proc)
+            calls = proxy.since(before)
+            check(subject, which, invocation, READY)
+            if which == "first" and proxy.first_request_at is not None:
+                sample["to_first_call_ms"] = (proxy.first_request_at - invocation.handed_at) * 1000
+            sample[f"{which}_ms"] = invocation.seconds * 1000
+            if which == "first":  # the cold start a caller sees: exec to the first answer
+                sample["cold_ms"] = (invocation.answered_at - started) * 1000
+            sample[f"{which}_calls"] = sum(calls.values())
+            sample[f"{which}_operations"] = dict(sorted(calls.items()))
+        sample["rss_mib"] = procs.peak_rss_mib(proc)
     if subject.function in ("tagger", "peer-tagger"):
         sample["tags"] = moto.tags("orders-db")
     if subject.function == "slack-notifier" and len(moto.slack_messages()) != 1:
@@ -284,14 +292,7 @@ def init_starts(rows, proxy, procs, rounds):
     samples = {s.label: [] for s in rows}
     for round_ in range(rounds):
         for subject in rows if round_ % 2 == 0 else reversed(rows):
-            with RuntimeApi() as api:
-                env = environment(subject, api, proxy)
-                started = time.perf_counter()
-                proc = procs.start(subject, env)
-                try:
-                    api.wait_for_init(proc)
-                finally:
-                    procs.kill(proc)
+            with RuntimeApi() as api, running(subject, api, proxy, procs) as (_, started):
                 samples[subject.label].append((api.first_next_at - started) * 1000)
     return {label: statistics.median(values) for label, values in samples.items()}
 
@@ -303,19 +304,15 @@ def sqs_throughput(bin_dir, moto, proxy, procs, max_concurrency, events=1000, ba
     subject = Subject("tagger", "tagger", [str(bin_dir / "tagger")], CA_FILE)
     payloads = [sqs_envelope([ready_event(n, i) for i, n in enumerate(names[k:k + batch], k)])
                 for k in range(0, events, batch)]
-    with RuntimeApi() as api:
-        proc = procs.start(subject, environment(subject, api, proxy, {"MAX_CONCURRENCY": str(max_concurrency)}))
-        try:
-            api.wait_for_init(proc)
-            before = proxy.snapshot()
-            started = time.perf_counter()
-            invocations = api.enqueue_many(payloads)
-            api.wait(invocations, proc, timeout=600)
-            seconds = time.perf_counter() - started
-            calls = proxy.since(before)
-            rss = procs.peak_rss_mib(proc)
-        finally:
-            procs.kill(proc)
+    settings = {"MAX_CONCURRENCY": str(max_concurrency)}
+    with RuntimeApi() as api, running(subject, api, proxy, procs, settings) as (proc, _):
+        before = proxy.snapshot()
+        started = time.perf_counter()
+        invocations = api.enqueue_many(payloads)
+        api.wait(invocations, proc, timeout=600)
+        seconds = time.perf_counter() - started
+        calls = proxy.since(before)
+        rss = procs.peak_rss_mib(proc)
     for invocation in invocations:
         if invocation.error_type is not None or invocation.json() != {"batchItemFailures": []}:
             raise BenchFailure(f"SQS, MAX_CONCURRENCY={max_concurrency}: {invocation.error_type} {invocation.body[:500]!r}")
@@ -333,18 +330,13 @@ def concurrent_mode(bin_dir, moto, proxy, procs, runtime_concurrency, count=64):
     moto.reset(names)
     subject = Subject("tagger", "tagger", [str(bin_dir / "tagger")], CA_FILE)
     extra = {"AWS_LAMBDA_MAX_CONCURRENCY": str(runtime_concurrency)} if runtime_concurrency else {}
-    with RuntimeApi() as api:
-        proc = procs.start(subject, environment(subject, api, proxy, extra))
-        try:
-            api.wait_for_init(proc)
-            polls_before = api.wait_for_polls(runtime_concurrency or 1, proc)
-            started = time.perf_counter()
-            invocations = api.enqueue_many([ready_event(n, i) for i, n in enumerate(names)])
-            api.wait(invocations, proc, timeout=300)
-            seconds = time.perf_counter() - started
-            rss = procs.peak_rss_mib(proc)
-        finally:
-            procs.kill(proc)
+    with RuntimeApi() as api, running(subject, api, proxy, procs, extra) as (proc, _):
+        polls_before = api.wait_for_polls(runtime_concurrency or 1, proc)
+        started = time.perf_counter()
+        invocations = api.enqueue_many([ready_event(n, i) for i, n in enumerate(names)])
+        api.wait(invocations, proc, timeout=300)
+        seconds = time.perf_counter() - started
+        rss = procs.peak_rss_mib(proc)
     for invocation in invocations:
         check(subject, "first", invocation)
     return {"AWS_LAMBDA_MAX_CONCURRENCY": runtime_concurrency, "invocations": count, "seconds": seconds,
