@@ -125,6 +125,18 @@ pub fn from_crossplane_kind_tag(value: &str) -> Option<(&'static KnownKind, Stri
         .map(|k| (k, group.to_string()))
 }
 
+/// The `crossplane-kind` tag values the provider writes for these kinds, in both families
+/// (`instance.rds.aws.upbound.io`, `instance.rds.aws.m.upbound.io`): what a sweep lists.
+pub fn crossplane_kind_tags(kinds: &[&KnownKind]) -> Vec<String> {
+    kinds
+        .iter()
+        .flat_map(|known| {
+            [CLUSTER_SCOPED_SUFFIX, NAMESPACED_SUFFIX]
+                .map(|suffix| format!("{}.{}{suffix}", known.kind, known.service).to_ascii_lowercase())
+        })
+        .collect()
+}
+
 /// The plural of a kind for API paths: known kinds first, then the usual English rule.
 pub fn plural(group: &str, kind: &str) -> String {
     if let Some(known) = lookup(group, kind) {
@@ -163,5 +175,23 @@ mod tests {
         assert_eq!(plural("rds.aws.upbound.io", "Cluster"), "clusters");
         assert_eq!(plural("x.example.org", "Policy"), "policies");
         assert_eq!(plural("x.example.org", "Address"), "addresses");
+    }
+
+    #[test]
+    fn kind_tags_name_both_families_and_read_back() {
+        let rds: Vec<&KnownKind> = KNOWN_KINDS.iter().filter(|k| k.service == "rds").collect();
+        let tags = crossplane_kind_tags(&rds);
+        assert_eq!(
+            tags,
+            [
+                "instance.rds.aws.upbound.io",
+                "instance.rds.aws.m.upbound.io",
+                "cluster.rds.aws.upbound.io",
+                "cluster.rds.aws.m.upbound.io"
+            ]
+        );
+        for tag in &tags {
+            assert!(from_crossplane_kind_tag(tag).is_some(), "{tag}");
+        }
     }
 }

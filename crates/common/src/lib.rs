@@ -14,12 +14,15 @@
 //! * [`aws`] builds the SDK configuration once and counts the calls made.
 //! * [`runtime`] runs a [`runtime::Handler`] under the Lambda runtime and shapes its answer
 //!   for each transport (direct invocation, SQS partial batch failures, Function URL).
+//! * [`fleet`] runs a handler in every account and region it may act in (assuming a role in
+//!   the others), and [`sweep`] converges every managed resource there on a schedule.
 
 pub mod aws;
 pub mod cache;
 pub mod cloudevent;
 pub mod crossplane;
 pub mod error;
+pub mod fleet;
 pub mod idempotency;
 pub mod intake;
 pub mod kinds;
@@ -29,6 +32,7 @@ pub mod model;
 pub mod rds;
 pub mod resolve;
 pub mod runtime;
+pub mod sweep;
 pub mod tagging;
 #[cfg(feature = "testing")]
 pub mod testing;

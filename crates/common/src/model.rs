@@ -320,6 +320,10 @@ pub struct ResourceEvent {
     pub reason: Option<String>,
     pub message: Option<String>,
     pub resource: ManagedResource,
+    /// Set for a Secrets Manager `RotationSucceeded` event: the ARN of the rotated secret. The
+    /// resource is then that secret, known by ARN only; the database that owns it is found by the
+    /// handler that cares (secret-syncer), and the event is `Observed` for the others.
+    pub rotated_secret: Option<String>,
 }
 
 impl ResourceEvent {
@@ -371,6 +375,7 @@ impl ResourceEvent {
             reason: judged.reason,
             message: judged.message,
             resource,
+            rotated_secret: None,
         }
     }
 }

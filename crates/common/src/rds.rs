@@ -66,11 +66,42 @@ impl Liveness {
 /// Where databases stand: RDS in production, a fake in unit tests.
 pub trait Databases: Send + Sync {
     fn liveness(&self, arn: &str) -> impl std::future::Future<Output = Result<Liveness, AwsError>> + Send;
+
+    /// The database (instance, else cluster) whose RDS-managed master user secret is `secret_arn`:
+    /// every database is read, so this is the last resort when the secret's own tags do not say.
+    /// Fakes that hold no such link find none.
+    fn owner_of_secret(
+        &self,
+        _secret_arn: &str,
+    ) -> impl std::future::Future<Output = Result<Option<String>, AwsError>> + Send {
+        async { Ok(None) }
+    }
 }
 
 impl Databases for RdsClient {
     async fn liveness(&self, arn: &str) -> Result<Liveness, AwsError> {
         liveness(self, arn).await
+    }
+
+    async fn owner_of_secret(&self, secret_arn: &str) -> Result<Option<String>, AwsError> {
+        let owns = |secret: Option<&aws_sdk_rds::types::MasterUserSecret>| {
+            secret.and_then(|s| s.secret_arn()) == Some(secret_arn)
+        };
+        let mut instances = self.describe_db_instances().into_paginator().send();
+        while let Some(page) = instances.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("DescribeDBInstances", &e))?;
+            if let Some(db) = page.db_instances().iter().find(|db| owns(db.master_user_secret())) {
+                return Ok(db.db_instance_arn().map(str::to_string));
+            }
+        }
+        let mut clusters = self.describe_db_clusters().into_paginator().send();
+        while let Some(page) = clusters.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("DescribeDBClusters", &e))?;
+            if let Some(cluster) = page.db_clusters().iter().find(|c| owns(c.master_user_secret())) {
+                return Ok(cluster.db_cluster_arn().map(str::to_string));
+            }
+        }
+        Ok(None)
     }
 }
 

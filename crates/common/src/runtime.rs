@@ -25,6 +25,7 @@ use crate::intake::{self, Intake};
 use crate::metrics::{self, About, Metrics};
 use crate::model::{Lifecycle, ResourceEvent};
 use crate::resolve::{Arn, Scope};
+use crate::sweep::{Page, SweepRequest};
 
 /// What a handler did with one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,6 +125,8 @@ pub struct Response {
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub request_id: String,
+    /// The ARN the function was invoked by (with its qualifier): where a sweep's continuation goes.
+    pub function_arn: String,
     pub scope: Scope,
     pub deadline: Instant,
     pub metrics: Metrics,
@@ -149,6 +152,7 @@ impl Invocation {
         let remaining = Duration::from_millis(remaining_ms(context.deadline, now_ms));
         Invocation {
             request_id: context.request_id.clone(),
+            function_arn: context.invoked_function_arn.clone(),
             scope: Scope { account, region },
             deadline: Instant::now() + remaining,
             metrics: Metrics::new(function, &context.request_id),
@@ -181,6 +185,28 @@ pub trait Handler: Send + Sync + 'static {
         event: &ResourceEvent,
         invocation: &Invocation,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+
+    /// One page of the resources this function converges in a sweep, in the account and region
+    /// its clients act in (ARCHITECTURE.md §11). The default: the function does not sweep.
+    fn list_managed(&self, _token: Option<&str>) -> impl Future<Output = Result<Page, HandlerError>> + Send {
+        let name = self.name();
+        async move { Err(does_not_sweep(name)) }
+    }
+
+    /// Runs (one invocation of) a sweep over every account and region the function may act in.
+    /// The default: the function does not sweep; [`crate::fleet::Fleet`] does.
+    fn sweep(
+        &self,
+        _request: SweepRequest,
+        _invocation: &Invocation,
+    ) -> impl Future<Output = Result<Value, HandlerError>> + Send {
+        let name = self.name();
+        async move { Err(does_not_sweep(name)) }
+    }
+}
+
+fn does_not_sweep(function: &str) -> HandlerError {
+    HandlerError::Invalid(IntakeError::new("sweep", format!("{function} does not sweep")))
 }
 
 /// How many events of one invocation (SQS records, batch members) run at once.
@@ -215,6 +241,7 @@ async fn answer<H: Handler>(
     concurrency: usize,
 ) -> Result<Value, HandlerError> {
     match intake {
+        Intake::Sweep(request) => handler.sweep(request, invocation).await,
         Intake::Direct(events) => {
             let results = run_events(handler, &events, invocation, concurrency).await;
             let results = collect(results)?;
@@ -309,7 +336,7 @@ async fn run_events<H: Handler>(
         .await
 }
 
-async fn run_event<H: Handler>(
+pub(crate) async fn run_event<H: Handler>(
     handler: &H,
     event: &ResourceEvent,
     invocation: &Invocation,
@@ -566,7 +593,7 @@ fn not_started(raw: &[u8], error: HandlerError) -> Result<Value, HandlerError> {
             500,
             &json!({"errorType": error.error_type(), "errorMessage": error.message()}),
         )),
-        Intake::Direct(_) | Intake::Sqs(_) => Err(error),
+        Intake::Direct(_) | Intake::Sqs(_) | Intake::Sweep(_) => Err(error),
     }
 }
 

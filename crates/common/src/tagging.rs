@@ -8,7 +8,9 @@ use aws_sdk_resourcegroupstagging::Client as TaggingClient;
 use aws_sdk_resourcegroupstagging::types::{ResourceTagMapping, TagFilter};
 
 use crate::aws::AwsError;
+use crate::kinds::KnownKind;
 use crate::resolve::{Arn, TagReader, Tags};
+use crate::sweep::{Inventory, Listed, Page};
 
 /// [`TagReader`] over the Resource Groups Tagging API (`GetResources`), with RDS's own
 /// `ListTagsForResource` for RDS ARNs: exact, and a real existence check (the tagging API can
@@ -106,6 +108,52 @@ impl TagReader for TaggingApi {
             }
         }
         Ok(found)
+    }
+}
+
+impl Inventory for TaggingApi {
+    /// One page (at most 100) of the resources of these kinds that Crossplane manages: the ones
+    /// whose `crossplane-kind` tag names one of them (a sweep's listing, ARCHITECTURE.md §11).
+    /// Anything else the API returns is dropped: a lax implementation cannot widen the sweep.
+    async fn managed_page(&self, kinds: &[&'static KnownKind], token: Option<&str>) -> Result<Page, AwsError> {
+        let kind_tags = crate::kinds::crossplane_kind_tags(kinds);
+        let mut types: Vec<&str> = kinds.iter().map(|k| k.tagging_type).collect();
+        types.dedup();
+        let page = self
+            .client
+            .get_resources()
+            .tag_filters(
+                TagFilter::builder()
+                    .key(crate::crossplane::TAG_KIND)
+                    .set_values(Some(kind_tags.clone()))
+                    .build(),
+            )
+            .set_resource_type_filters(Some(types.into_iter().map(str::to_string).collect()))
+            .resources_per_page(100)
+            .set_pagination_token(token.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetResources", &e))?;
+        let resources = page
+            .resource_tag_mapping_list()
+            .iter()
+            .filter_map(|mapping| {
+                let arn = mapping.resource_arn()?;
+                let kind = mapping
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == crate::crossplane::TAG_KIND)?
+                    .value();
+                kind_tags.iter().any(|k| k == kind).then(|| Listed {
+                    arn: arn.to_string(),
+                    kind: kind.to_string(),
+                })
+            })
+            .collect();
+        Ok(Page {
+            resources,
+            next: page.pagination_token().filter(|t| !t.is_empty()).map(str::to_string),
+        })
     }
 }
 

@@ -38,6 +38,7 @@ pub async fn moto_config() -> aws_config::SdkConfig {
 pub fn invocation() -> Invocation {
     Invocation {
         request_id: "test".into(),
+        function_arn: "arn:aws:lambda:us-east-1:123456789012:function:test".into(),
         scope: Scope {
             account: ACCOUNT.into(),
             region: REGION.into(),

@@ -34,6 +34,7 @@ impl Handler for ByEventId {
 fn invocation() -> Invocation {
     Invocation {
         request_id: "req-1".into(),
+        function_arn: "arn:aws:lambda:us-east-1:123456789012:function:test".into(),
         scope: Scope {
             account: "123456789012".into(),
             region: "us-east-1".into(),

@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use common::HandlerError;
 use common::aws::AwsError;
+use common::kinds::KnownKind;
 use common::rds::{Databases, LiveDatabase, Liveness};
 use common::resolve::{TagReader, Tags};
 use common::runtime::dispatch;
+use common::sweep::{Inventory, Listed, Page};
 use common::testing::{db_arn, invocation, ready_event};
 use serde_json::{Value, json};
 
@@ -113,6 +115,21 @@ impl TagReader for Fake {
 
     async fn find_by_tags(&self, _: &str, _: &[(&str, &str)]) -> Result<Vec<(String, Tags)>, AwsError> {
         Ok(Vec::new())
+    }
+}
+
+impl Inventory for Fake {
+    async fn managed_page(&self, _: &[&'static KnownKind], _: Option<&str>) -> Result<Page, AwsError> {
+        let world = self.call("GetResources");
+        let resources = world
+            .databases
+            .keys()
+            .map(|arn| Listed {
+                arn: arn.clone(),
+                kind: "instance.rds.aws.m.upbound.io".into(),
+            })
+            .collect();
+        Ok(Page { resources, next: None })
     }
 }
 
@@ -646,4 +663,63 @@ async fn applying_parameters_counts_every_write_and_every_stale_removal() {
     assert_eq!(apply(&fake, &planned, SUBJECT, &arn, "d", None).await.unwrap(), 3);
     let names: Vec<String> = fake.world().parameters.keys().cloned().collect();
     assert_eq!(names, [format!("{PATH}/host"), format!("{PATH}/port")]);
+}
+
+/// A rotation event about `secret`, as EventBridge delivers it.
+fn rotation(secret: &str) -> Value {
+    let mut event = common::testing::sample("eventbridge.secretsmanager-rotation-succeeded.json");
+    event["detail"]["additionalEventData"]["SecretId"] = json!(secret);
+    event
+}
+
+/// Rotation: the owner named by the secret's RDS tags is re-synced with the new password; a
+/// replay writes nothing; a secret no database owns is skipped.
+#[tokio::test]
+async fn a_rotation_resyncs_the_database_that_owns_the_secret_and_a_replay_writes_nothing() {
+    let fake = world();
+    fake.world().databases.insert(
+        db_arn(ID),
+        Liveness::Live(LiveDatabase {
+            master_user_secret_arn: Some(MASTER.into()),
+            ..database(ID, "available")
+        }),
+    );
+    let master = StoredSecret {
+        value: r#"{"username":"admin","password":"before-rotation"}"#.into(),
+        version: 1,
+        tags: tags(&[("aws:rds:primaryDBInstanceArn", &db_arn(ID))]),
+        ..StoredSecret::default()
+    };
+    fake.world().secrets.insert(MASTER.into(), master);
+    let with_password = Settings {
+        include_password: true,
+        ..settings()
+    };
+    let syncer = syncer(&fake, with_password);
+    assert_eq!(run(&syncer, &ready_event(ID)).await.unwrap().0, "applied");
+
+    if let Some(master) = fake.world().secrets.get_mut(MASTER) {
+        master.value = r#"{"username":"admin","password":"after-rotation"}"#.into();
+    }
+    let (outcome, detail) = run(&syncer, &rotation(MASTER)).await.unwrap();
+    assert_eq!(outcome, "applied", "{detail}");
+    assert!(
+        detail.starts_with("after rotation of its master user secret: updated secret"),
+        "{detail}"
+    );
+    assert!(!detail.contains("after-rotation"), "{detail}");
+    assert!(fake.world().secrets[SECRET].value.contains("after-rotation"));
+    assert_eq!(fake.world().parameters[&format!("{PATH}/password")].0, "after-rotation");
+
+    fake.world().calls.clear();
+    let (outcome, detail) = run(&syncer, &rotation(MASTER)).await.unwrap();
+    assert_eq!(outcome, "unchanged", "{detail}");
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+
+    let stranger = "arn:aws:secretsmanager:us-east-1:123456789012:secret:someone-else-AbCdEf";
+    fake.world().secrets.insert(stranger.into(), StoredSecret::default());
+    let (outcome, detail) = run(&syncer, &rotation(stranger)).await.unwrap();
+    assert_eq!(outcome, "skipped", "{detail}");
+    assert!(detail.contains("no RDS database owns it"), "{detail}");
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }

@@ -16,10 +16,13 @@ use aws_sdk_ssm::Client as SsmClient;
 use std::collections::BTreeMap;
 
 use common::aws::{AwsError, CallCounter};
+use common::fleet::{Fleet, FleetSettings};
+use common::kinds::{KNOWN_KINDS, KnownKind};
 use common::model::Lifecycle;
 use common::rds::Databases;
-use common::resolve::{Guard, TagReader};
+use common::resolve::{Arn, Guard, TagReader};
 use common::runtime::{Handler, Invocation, Outcome, OutcomeKind, Resolution, resolve_event};
+use common::sweep::{Inventory, LambdaRequeue, Listed, Page, Requeue};
 use common::tagging::TaggingApi;
 use common::{HandlerError, ManagedResource, ResourceEvent};
 
@@ -73,7 +76,16 @@ pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
     ("SSM.PutParameter", &["ssm:PutParameter", "ssm:AddTagsToResource"]),
     ("SSM.AddTagsToResource", &["ssm:AddTagsToResource"]),
     ("SSM.DeleteParameters", &["ssm:DeleteParameters"]),
+    // A sweep's continuation: the function invokes itself.
+    ("Lambda.Invoke", &["lambda:InvokeFunction"]),
 ];
+
+/// The operations of AWS_OPERATIONS made with the function's own credentials, in its own account,
+/// whatever account the database is in: a member account's role does not grant them.
+pub const HOME_OPERATIONS: &[&str] = &["Lambda.Invoke"];
+
+/// The tags RDS puts on the master user secret it manages, naming the database that owns it.
+const RDS_SECRET_OWNER_TAGS: &[&str] = &["aws:rds:primaryDBInstanceArn", "aws:rds:primaryDBClusterArn"];
 pub const DEFAULT_SECRET_TEMPLATE: &str = "crossplane/{namespace}/{name}/connection";
 
 /// What to do with the published details when the database is deleted.
@@ -166,8 +178,29 @@ pub struct SecretSyncer<T = TaggingApi, D = RdsClient, S = SecretsClient, P = Ss
     settings: Settings,
 }
 
+/// The secret-syncer in every account and region it may act in (main.rs): clients built once per
+/// execution environment and per account and region; a sweep's continuation re-queued with
+/// `requeue`. Connection details are published in the database's own account and region.
+pub fn fleet<R: Requeue>(
+    sdk: SdkConfig,
+    settings: Settings,
+    fleet: FleetSettings,
+    requeue: R,
+    counter: Option<&CallCounter>,
+) -> Fleet<SecretSyncer, R> {
+    let counter = counter.cloned();
+    Fleet::new(NAME, sdk, fleet, requeue, move |at| {
+        SecretSyncer::from_sdk_config(at, settings.clone(), counter.as_ref())
+    })
+}
+
+/// The sweep's continuation, sent with Lambda's `Invoke` from the function's own account.
+pub fn requeue(sdk: &SdkConfig, counter: Option<&CallCounter>) -> LambdaRequeue {
+    LambdaRequeue(common::sdk_client!(aws_sdk_lambda, sdk, counter))
+}
+
 impl SecretSyncer {
-    /// Builds the SDK clients, once per execution environment (on its first invocation: main.rs). `counter`, when given, counts every AWS call.
+    /// Builds the SDK clients for the account and region `sdk` points to. `counter`, when given, counts every AWS call.
     pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Self {
         let rds = common::sdk_client!(aws_sdk_rds, sdk, counter);
         SecretSyncer {
@@ -350,6 +383,51 @@ impl<T: TagReader, D: Databases, S: SecretStore, P: ParameterStore> SecretSyncer
         })
     }
 
+    /// A master user secret was rotated: re-sync the database that owns it (named by the tags
+    /// RDS puts on the secrets it manages, else found by its `MasterUserSecret`), so a published
+    /// password follows the rotation. A secret no database owns is none of ours.
+    async fn after_rotation(
+        &self,
+        secret: &str,
+        event: &ResourceEvent,
+        invocation: &Invocation,
+    ) -> Result<Outcome, HandlerError> {
+        let tagged = self.secrets.describe(secret).await?.and_then(|description| {
+            description
+                .tags
+                .into_iter()
+                .find(|(key, _)| RDS_SECRET_OWNER_TAGS.contains(&key.as_str()))
+                .map(|(_, arn)| arn)
+        });
+        let owner = match tagged {
+            Some(arn) => Some(arn),
+            None => self.rds.owner_of_secret(secret).await?,
+        };
+        let Some(database) = owner else {
+            return Ok(Outcome::new(
+                OutcomeKind::Skipped,
+                Some(secret),
+                "rotated secret: no RDS database owns it",
+            ));
+        };
+        let cluster = Arn::parse(&database).is_some_and(|arn| arn.resource.starts_with("cluster:"));
+        let listed = Listed {
+            arn: database,
+            kind: if cluster {
+                "cluster.rds.aws.m.upbound.io"
+            } else {
+                "instance.rds.aws.m.upbound.io"
+            }
+            .to_string(),
+        };
+        let owner_event = common::sweep::update_of(&listed, event.id.clone(), &event.source);
+        let outcome = self.sync(&owner_event, invocation).await?;
+        Ok(Outcome {
+            detail: format!("after rotation of its master user secret: {}", outcome.detail),
+            ..outcome
+        })
+    }
+
     /// Where the database at `arn` stands; one outside the guard cannot be checked.
     async fn standing(&self, arn: &str, invocation: &Invocation) -> Result<Standing, AwsError> {
         if let Err(why) = self.settings.guard.check(arn, None, &invocation.scope) {
@@ -500,7 +578,7 @@ fn is_database(resource: &ManagedResource) -> bool {
 
 impl<T, D, S, P> Handler for SecretSyncer<T, D, S, P>
 where
-    T: TagReader + 'static,
+    T: TagReader + Inventory + 'static,
     D: Databases + 'static,
     S: SecretStore + 'static,
     P: ParameterStore + 'static,
@@ -509,7 +587,16 @@ where
         NAME
     }
 
+    /// A sweep converges RDS instances and clusters: the kinds with connection details.
+    async fn list_managed(&self, token: Option<&str>) -> Result<Page, HandlerError> {
+        let databases: Vec<&'static KnownKind> = KNOWN_KINDS.iter().filter(|k| k.service == "rds").collect();
+        Ok(self.tagging.managed_page(&databases, token).await?)
+    }
+
     async fn handle(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
+        if let Some(secret) = &event.rotated_secret {
+            return self.after_rotation(secret, event, invocation).await;
+        }
         if !is_database(&event.resource) {
             let detail = format!("{} has no connection details to publish", event.resource.display_name());
             return Ok(Outcome::new(OutcomeKind::Skipped, None, detail));
@@ -548,6 +635,7 @@ mod declaration_tests {
                 include_str!("parameters.rs"),
                 include_str!("../../common/src/tagging.rs"),
                 include_str!("../../common/src/rds.rs"),
+                include_str!("../../common/src/sweep.rs"),
             ],
         );
     }

@@ -1,15 +1,18 @@
 //! The `secret-syncer` Lambda function: its configuration is read and checked at start; its SDK
-//! clients are built once, on the first invocation (common::runtime::run).
+//! clients are built once, on the first invocation (common::runtime::run), and once per other
+//! account and region it acts in (common::fleet).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     common::logging::init();
     let settings = secret_syncer::Settings::from_env()?;
+    let fleet = common::fleet::FleetSettings::from_env()?;
     common::runtime::run(move || {
-        let settings = settings.clone();
+        let (settings, fleet) = (settings.clone(), fleet.clone());
         async move {
             let sdk = common::aws::load_config().await;
-            Ok(secret_syncer::SecretSyncer::from_sdk_config(&sdk, settings, None))
+            let requeue = secret_syncer::requeue(&sdk, None);
+            Ok(secret_syncer::fleet(sdk, settings, fleet, requeue, None))
         }
     })
     .await

@@ -406,6 +406,7 @@ mod tests {
     fn invocation() -> Invocation {
         Invocation {
             request_id: "r".into(),
+            function_arn: "arn:aws:lambda:us-east-1:123456789012:function:test".into(),
             scope: Scope {
                 account: common::testing::ACCOUNT.into(),
                 region: common::testing::REGION.into(),

@@ -8,13 +8,17 @@ pub mod rules;
 pub mod write;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use common::aws::CallCounter;
+use common::fleet::{Fleet, FleetSettings};
+use common::kinds::{KNOWN_KINDS, KnownKind};
 use common::model::Lifecycle;
 use common::resolve::{Guard, TagReader};
 use common::runtime::{Handler, Invocation, Outcome, OutcomeKind, Resolution, resolve_event};
+use common::sweep::{Inventory, LambdaRequeue, Page, Requeue};
 use common::tagging::{LiveCheck, RdsLiveCheck, TaggingApi};
 use common::{HandlerError, ResourceEvent};
 
@@ -38,6 +42,8 @@ pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
     ("RDS.DescribeDBClusters", &["rds:DescribeDBClusters"]),
     // The policy.
     ("SSM.GetParameter", &["ssm:GetParameter"]),
+    // A sweep's continuation: the function invokes itself.
+    ("Lambda.Invoke", &["lambda:InvokeFunction"]),
     // The write: the tagging API calls each service's own tagging action on our behalf.
     (
         "Resource Groups Tagging API.TagResources",
@@ -52,6 +58,10 @@ pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// The operations of AWS_OPERATIONS made with the function's own credentials, in its own account,
+/// whatever account the resource is in: a member account's role does not grant them.
+pub const HOME_OPERATIONS: &[&str] = &["SSM.GetParameter", "Lambda.Invoke"];
 
 /// The tagger's configuration, from the environment (documented in the README).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,38 +93,72 @@ impl Settings {
 pub struct Tagger<T, L> {
     tags: T,
     live: L,
-    policy: CachedPolicy,
+    policy: Arc<CachedPolicy>,
     guard: Guard,
     backoff: Backoff,
 }
 
 impl Tagger<TaggingApi, RdsLiveCheck> {
-    /// Builds the SDK clients, once per execution environment (on its first invocation: main.rs). `counter`, when given, counts every AWS call.
+    /// Builds the SDK clients for the function's own account and region. `counter`, when given,
+    /// counts every AWS call.
     pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Self {
-        let source = match settings.policy_parameter {
-            Some(name) => PolicySource::Ssm {
-                client: common::sdk_client!(aws_sdk_ssm, sdk, counter),
-                name,
-            },
-            None => PolicySource::Fixed(TagPolicy::default()),
-        };
+        let policy = Arc::new(policy_from(sdk, &settings, counter));
+        Self::at(sdk, policy, settings.guard, counter)
+    }
+
+    /// The tagger acting where `sdk` points (an account and region), with the policy read once,
+    /// in the function's own account, for all of them.
+    fn at(sdk: &SdkConfig, policy: Arc<CachedPolicy>, guard: Guard, counter: Option<&CallCounter>) -> Self {
         let rds = common::sdk_client!(aws_sdk_rds, sdk, counter);
         let tagging = common::sdk_client!(aws_sdk_resourcegroupstagging, sdk, counter);
         Tagger::new(
             TaggingApi::new(tagging, rds.clone()),
             RdsLiveCheck::new(rds),
-            CachedPolicy::new(source, settings.policy_ttl),
-            settings.guard,
+            policy,
+            guard,
         )
     }
 }
 
+fn policy_from(sdk: &SdkConfig, settings: &Settings, counter: Option<&CallCounter>) -> CachedPolicy {
+    let source = match &settings.policy_parameter {
+        Some(name) => PolicySource::Ssm {
+            client: common::sdk_client!(aws_sdk_ssm, sdk, counter),
+            name: name.clone(),
+        },
+        None => PolicySource::Fixed(TagPolicy::default()),
+    };
+    CachedPolicy::new(source, settings.policy_ttl)
+}
+
+/// The tagger in every account and region it may act in (main.rs): clients built once per
+/// execution environment and per account and region; a sweep's continuation re-queued with `requeue`.
+pub fn fleet<R: Requeue>(
+    sdk: SdkConfig,
+    settings: Settings,
+    fleet: FleetSettings,
+    requeue: R,
+    counter: Option<&CallCounter>,
+) -> Fleet<Tagger<TaggingApi, RdsLiveCheck>, R> {
+    let policy = Arc::new(policy_from(&sdk, &settings, counter));
+    let counter = counter.cloned();
+    let guard = settings.guard;
+    Fleet::new(NAME, sdk, fleet, requeue, move |at| {
+        Tagger::at(at, Arc::clone(&policy), guard.clone(), counter.as_ref())
+    })
+}
+
+/// The sweep's continuation, sent with Lambda's `Invoke` from the function's own account.
+pub fn requeue(sdk: &SdkConfig, counter: Option<&CallCounter>) -> LambdaRequeue {
+    LambdaRequeue(common::sdk_client!(aws_sdk_lambda, sdk, counter))
+}
+
 impl<T: TagReader + TagWriter, L: LiveCheck> Tagger<T, L> {
-    pub fn new(tags: T, live: L, policy: CachedPolicy, guard: Guard) -> Self {
+    pub fn new(tags: T, live: L, policy: impl Into<Arc<CachedPolicy>>, guard: Guard) -> Self {
         Tagger {
             tags,
             live,
-            policy,
+            policy: policy.into(),
             guard,
             backoff: Backoff::default(),
         }
@@ -184,7 +228,7 @@ impl<T: TagReader + TagWriter, L: LiveCheck> Tagger<T, L> {
 
 impl<T, L> Handler for Tagger<T, L>
 where
-    T: TagReader + TagWriter + 'static,
+    T: TagReader + TagWriter + Inventory + 'static,
     L: LiveCheck + 'static,
 {
     fn name(&self) -> &'static str {
@@ -193,6 +237,12 @@ where
 
     async fn handle(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
         self.tag(event, invocation).await
+    }
+
+    /// A sweep converges every kind the suite knows.
+    async fn list_managed(&self, token: Option<&str>) -> Result<Page, HandlerError> {
+        let kinds: Vec<&'static KnownKind> = KNOWN_KINDS.iter().collect();
+        Ok(self.tags.managed_page(&kinds, token).await?)
     }
 }
 
@@ -210,6 +260,7 @@ mod declaration_tests {
                 include_str!("write.rs"),
                 include_str!("../../common/src/tagging.rs"),
                 include_str!("../../common/src/rds.rs"),
+                include_str!("../../common/src/sweep.rs"),
             ],
         );
     }

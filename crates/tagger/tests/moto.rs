@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use aws_sdk_rds::types::Tag;
 use common::aws::{AwsError, CallCounter};
+use common::kinds::KnownKind;
 use common::resolve::{Guard, TagReader, Tags};
 use common::runtime::dispatch;
+use common::sweep::{Inventory, Page};
 use common::tagging::{RdsLiveCheck, TaggingApi};
 use common::testing::DeclaredCounter;
 use common::testing::{
@@ -189,6 +191,12 @@ impl TagReader for ThrottleFirst {
     }
     async fn find_by_tags(&self, ty: &str, tags: &[(&str, &str)]) -> Result<Vec<(String, Tags)>, AwsError> {
         self.inner.find_by_tags(ty, tags).await
+    }
+}
+
+impl Inventory for ThrottleFirst {
+    async fn managed_page(&self, kinds: &[&'static KnownKind], token: Option<&str>) -> Result<Page, AwsError> {
+        self.inner.managed_page(kinds, token).await
     }
 }
 

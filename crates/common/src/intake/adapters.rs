@@ -281,6 +281,80 @@ pub(crate) fn rds_event(envelope: EventBridgeEvent) -> Result<ResourceEvent, Int
     Ok(resource_event)
 }
 
+/// The `detail` of a Secrets Manager event delivered by CloudTrail: what intake reads of it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CloudTrailDetail {
+    event_name: String,
+    #[serde(default)]
+    event_time: Option<String>,
+    #[serde(default)]
+    additional_event_data: Option<RotationData>,
+}
+
+#[derive(Deserialize)]
+struct RotationData {
+    #[serde(rename = "SecretId")]
+    secret_id: String,
+}
+
+/// EventBridge `aws.secretsmanager` `RotationSucceeded` (via CloudTrail): a secret was rotated.
+/// Only its ARN is known; which database owns it is the handler's to find (secret-syncer), so the
+/// event is `Observed` for every other function.
+pub(crate) fn rotation_event(envelope: EventBridgeEvent) -> Result<ResourceEvent, IntakeError> {
+    let detail: CloudTrailDetail = typed(envelope.detail).map_err(|e| e.within("detail"))?;
+    if detail.event_name != "RotationSucceeded" {
+        return Err(IntakeError::new(
+            "detail.eventName",
+            format!(
+                "{:?}: of Secrets Manager's events only RotationSucceeded is handled",
+                detail.event_name
+            ),
+        ));
+    }
+    let secret = detail
+        .additional_event_data
+        .map(|data| data.secret_id)
+        .filter(|id| crate::resolve::Arn::parse(id).is_some_and(|arn| arn.service == "secretsmanager"))
+        .ok_or_else(|| {
+            IntakeError::new(
+                "detail.additionalEventData.SecretId",
+                "is missing or not a Secrets Manager ARN",
+            )
+        })?;
+    let name = secret.rsplit(':').next().unwrap_or(&secret).to_string();
+    let group = format!("secretsmanager{}", kinds::NAMESPACED_SUFFIX);
+    let resource = ManagedResource {
+        version: kinds::NAMESPACED_VERSION.to_string(),
+        kind: "Secret".to_string(),
+        group,
+        namespace: None,
+        name,
+        uid: None,
+        external_name: Some(secret.clone()),
+        region: envelope.region.filter(|r| !r.is_empty()),
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        conditions: Vec::new(),
+        arn: Some(secret.clone()),
+        deletion_timestamp: None,
+        object: None,
+        identity_verified: false,
+        labels_known: false,
+    };
+    let time = envelope.time.as_ref().map(rfc3339).or(detail.event_time);
+    let mut event = ResourceEvent::from_resource(
+        envelope.id.unwrap_or_else(|| format!("{secret}:RotationSucceeded")),
+        "aws.secretsmanager".to_string(),
+        time,
+        Signal::Stated(Lifecycle::Observed),
+        resource,
+    );
+    event.reason = Some("RotationSucceeded".to_string());
+    event.rotated_secret = Some(secret);
+    Ok(event)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -420,6 +494,53 @@ mod tests {
             let mut involved = base();
             involved[field] = value;
             assert_eq!(exporter(involved).unwrap_err().at, at, "{field}");
+        }
+    }
+
+    #[test]
+    fn a_rotation_names_the_secret_and_is_observed() {
+        let event = serde_json::from_str::<Value>(include_str!(
+            "../../../../events/eventbridge.secretsmanager-rotation-succeeded.json"
+        ))
+        .unwrap();
+        let envelope: EventBridgeEvent = serde_json::from_value(event).unwrap();
+        let event = rotation_event(envelope).unwrap();
+        let secret =
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-3f9a1c52-7b1e-4e0a-9c2d-5b8f1e2a7c40-AbCdEf";
+        assert_eq!(event.rotated_secret.as_deref(), Some(secret));
+        assert_eq!(event.resource.arn.as_deref(), Some(secret));
+        assert_eq!(event.lifecycle, Lifecycle::Observed);
+        assert!(!event.resource.identity_verified);
+    }
+
+    #[test]
+    fn a_rotation_without_a_secret_arn_or_of_another_kind_is_refused() {
+        let envelope = |detail: Value| -> EventBridgeEvent {
+            serde_json::from_value(serde_json::json!({
+                "version": "0", "id": "r1", "detail-type": "AWS Service Event via CloudTrail",
+                "source": "aws.secretsmanager", "account": "123456789012", "region": "us-east-1",
+                "time": "2026-12-01T00:00:00Z", "resources": [], "detail": detail
+            }))
+            .unwrap()
+        };
+        let cases = [
+            (
+                json!({"eventName": "RotationStarted", "additionalEventData": {"SecretId": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"}}),
+                "detail.eventName",
+            ),
+            (
+                json!({"eventName": "RotationSucceeded"}),
+                "detail.additionalEventData.SecretId",
+            ),
+            (
+                json!({"eventName": "RotationSucceeded", "additionalEventData": {"SecretId": "arn:aws:rds:us-east-1:123456789012:db:x"}}),
+                "detail.additionalEventData.SecretId",
+            ),
+            (json!({"additionalEventData": {}}), "detail"),
+        ];
+        for (detail, path) in cases {
+            let error = rotation_event(envelope(detail.clone())).unwrap_err();
+            assert!(error.to_string().contains(path), "{detail}: {error}");
         }
     }
 

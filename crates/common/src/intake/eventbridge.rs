@@ -1,5 +1,6 @@
 //! EventBridge: an `aws_lambda_events` [`EventBridgeEvent`]. An `aws.rds` event is adapted
-//! ([`adapters::rds_event`]); any other source carries one of our shapes in `detail` (a rule
+//! ([`adapters::rds_event`]), and so is Secrets Manager's `RotationSucceeded`
+//! ([`adapters::rotation_event`]); any other source carries one of our shapes in `detail` (a rule
 //! forwarding CloudEvents, an SNS notification, …).
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
@@ -11,16 +12,27 @@ use crate::model::ResourceEvent;
 
 /// The `source` of RDS's own events.
 pub(super) const RDS_SOURCE: &str = "aws.rds";
+/// The `source` of Secrets Manager's events (CloudTrail's, for rotation).
+pub(super) const SECRETS_MANAGER_SOURCE: &str = "aws.secretsmanager";
 
 /// An EventBridge event, as EventBridge delivers it to a target.
 pub(super) fn is_event(object: &Map<String, Value>) -> bool {
     object.contains_key("detail-type") && object.contains_key("detail")
 }
 
+/// EventBridge's own scheduled event (a `Rule` with a schedule expression): a sweep.
+pub(super) fn is_scheduled(object: &Map<String, Value>) -> bool {
+    object.get("source").and_then(Value::as_str) == Some("aws.events")
+        && object.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+}
+
 pub(super) fn events(value: Value) -> Result<Vec<ResourceEvent>, IntakeError> {
     let event: EventBridgeEvent = typed(value)?;
     if event.source == RDS_SOURCE {
         return adapters::rds_event(event).map(|e| vec![e]);
+    }
+    if event.source == SECRETS_MANAGER_SOURCE {
+        return adapters::rotation_event(event).map(|e| vec![e]);
     }
     shapes::events_from_value(event.detail).map_err(|e| e.within("detail"))
 }

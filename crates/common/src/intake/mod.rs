@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::error::IntakeError;
 use crate::model::ResourceEvent;
+use crate::sweep::SweepRequest;
 
 /// Lambda's own limit on a synchronous invocation payload.
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -38,6 +39,8 @@ pub enum Intake {
     Sqs(Vec<SqsRecord>),
     /// A Function URL or API Gateway v2 request: answered with an HTTP status.
     Http(Result<Vec<ResourceEvent>, IntakeError>),
+    /// A sweep (ARCHITECTURE.md §11): `{"sweep": {…}}`, or EventBridge's `Scheduled Event`.
+    Sweep(SweepRequest),
 }
 
 /// One SQS record and what its body held.
@@ -62,7 +65,23 @@ pub fn read_value(value: Value) -> Result<Intake, IntakeError> {
     if http::is_http_request(&value) {
         return Ok(Intake::Http(http::events_from_request(value)));
     }
+    if let Some(request) = sweep_request(&value) {
+        return request.map(Intake::Sweep);
+    }
     shapes::events_from_value(value).map(Intake::Direct)
+}
+
+/// A sweep request, if the payload is one: an object whose only field is `sweep`, or a scheduled
+/// EventBridge event (a `Rule` with a schedule expression sends one, whatever its input).
+fn sweep_request(value: &Value) -> Option<Result<SweepRequest, IntakeError>> {
+    let object = value.as_object()?;
+    if eventbridge::is_scheduled(object) {
+        return Some(Ok(SweepRequest::default()));
+    }
+    match (object.len(), object.get("sweep")) {
+        (1, Some(sweep)) => Some(SweepRequest::from_value(sweep.clone())),
+        _ => None,
+    }
 }
 
 /// `{"Records": [...]}`: the first record's source says whose records they are.
