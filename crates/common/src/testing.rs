@@ -181,6 +181,130 @@ pub async fn create_cluster(sdk: &aws_config::SdkConfig, id: &str, managed: Mana
         .expect("create the RDS cluster in moto");
 }
 
+/// The role template the many-account tests use, as infra/examples/many-accounts sets it.
+pub const ROLE_TEMPLATE: &str = "arn:aws:iam::{account}:role/crossplane-lambda-{function}";
+
+/// The moto configuration acting in `account` and `region`: with the credentials of a role
+/// assumed there, which moto maps to that account (the role need not exist in moto).
+pub async fn assumed_config(account: &str, region: &str) -> aws_config::SdkConfig {
+    let home = moto_config().await;
+    let role = aws_config::sts::AssumeRoleProvider::builder(format!("arn:aws:iam::{account}:role/test-setup"))
+        .session_name("test-setup")
+        .configure(&home)
+        .build()
+        .await;
+    home.into_builder()
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(role))
+        .build()
+}
+
+/// Creates an RDS instance or cluster carrying exactly `tags` (no Crossplane tags of its own).
+pub async fn create_database_tagged(sdk: &aws_config::SdkConfig, id: &str, cluster: bool, tags: &[(String, String)]) {
+    let rds = aws_sdk_rds::Client::new(sdk);
+    let tags = rds_tags(tags.to_vec());
+    if cluster {
+        rds.create_db_cluster()
+            .db_cluster_identifier(id)
+            .engine("aurora-postgresql")
+            .master_username("admin_user")
+            .manage_master_user_password(true)
+            .set_tags(tags)
+            .send()
+            .await
+            .expect("create the RDS cluster in moto");
+    } else {
+        rds.create_db_instance()
+            .db_instance_identifier(id)
+            .db_instance_class("db.t4g.micro")
+            .engine("postgres")
+            .master_username("admin_user")
+            .manage_master_user_password(true)
+            .allocated_storage(20)
+            .set_tags(tags)
+            .send()
+            .await
+            .expect("create the RDS instance in moto");
+    }
+}
+
+/// Creates a DynamoDB table carrying `tags`; returns its ARN.
+pub async fn create_table_tagged(sdk: &aws_config::SdkConfig, name: &str, tags: &[(String, String)]) -> String {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let created = aws_sdk_dynamodb::Client::new(sdk)
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| {
+                    aws_sdk_dynamodb::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build()
+                        .expect("tag")
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("create the DynamoDB table in moto");
+    created
+        .table_description()
+        .and_then(|t| t.table_arn())
+        .expect("the table's ARN")
+        .to_string()
+}
+
+/// Creates a Secrets Manager secret carrying `tags`; returns its ARN.
+pub async fn create_secret_tagged(sdk: &aws_config::SdkConfig, name: &str, tags: &[(String, String)]) -> String {
+    let created = aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(name)
+        .secret_string("{}")
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("create the secret in moto");
+    created.arn().expect("the secret's ARN").to_string()
+}
+
+/// Every tagged resource in the account and region `sdk` acts in, with its tags.
+pub async fn tags_by_arn(sdk: &aws_config::SdkConfig) -> std::collections::BTreeMap<String, crate::resolve::Tags> {
+    let client = aws_sdk_resourcegroupstagging::Client::new(sdk);
+    let mut pages = client.get_resources().into_paginator().send();
+    let mut found = std::collections::BTreeMap::new();
+    while let Some(page) = pages.next().await {
+        for mapping in page.expect("GetResources").resource_tag_mapping_list() {
+            let tags = mapping
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect();
+            found.insert(mapping.resource_arn().unwrap_or_default().to_string(), tags);
+        }
+    }
+    found
+}
+
 /// Creates the idempotency table as `infra/` does (partition key `id`); an existing one is fine.
 pub async fn create_idempotency_table(sdk: &aws_config::SdkConfig, table: &str) {
     use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
