@@ -73,7 +73,13 @@ pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
     ("SSM.PutParameter", &["ssm:PutParameter", "ssm:AddTagsToResource"]),
     ("SSM.AddTagsToResource", &["ssm:AddTagsToResource"]),
     ("SSM.DeleteParameters", &["ssm:DeleteParameters"]),
+    // The sweep's continuation: the function invokes itself, asynchronously.
+    ("Lambda.Invoke", &["lambda:InvokeFunction"]),
 ];
+
+/// The AWS_OPERATIONS always made with the function's own (home) credentials, never a member's.
+pub const HOME_OPERATIONS: &[&str] = &["Lambda.Invoke"];
+
 pub const DEFAULT_SECRET_TEMPLATE: &str = "crossplane/{namespace}/{name}/connection";
 
 /// What to do with the published details when the database is deleted.

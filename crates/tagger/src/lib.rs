@@ -51,7 +51,12 @@ pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
             "secretsmanager:TagResource",
         ],
     ),
+    // The sweep's continuation: the function invokes itself, asynchronously.
+    ("Lambda.Invoke", &["lambda:InvokeFunction"]),
 ];
+
+/// The AWS_OPERATIONS always made with the function's own (home) credentials, never a member's.
+pub const HOME_OPERATIONS: &[&str] = &["SSM.GetParameter", "Lambda.Invoke"];
 
 /// The tagger's configuration, from the environment (documented in the README).
 #[derive(Debug, Clone, PartialEq, Eq)]
