@@ -1,6 +1,8 @@
 """tests/infra: the manifests of infra/ against the real CRD schemas, their references, the
-IAM policies against the functions' code, the alarms and the dashboard against the metrics the
-code emits, and the Composition's templates rendered with a
+IAM policies against the functions' code (in the management account and in the workload
+accounts), the sweep's schedules, the event rules and their forwarding, the kustomizations
+rendered (the many-accounts example among them), the alarms and the dashboard against the
+metrics the code emits, and the Composition's templates rendered with a
 sample observed RDS instance, with hostile claim values, and through a Ready flap. Run by
 `make test` (pytest, in the project's .venv)."""
 import copy

@@ -2,7 +2,11 @@
 "required parameter" rules), references that resolve, kustomizations that hold together, IAM
 policies that grant exactly what each function's code declares it calls, and alarms and
 dashboards that name only metrics, dimensions and values the code emits, only functions,
-queues and log groups infra/ defines, and notify the alarm topic.
+queues and log groups infra/ defines, and notify the alarm topic; the kustomizations rendered
+(overlays included) as kustomize does; the workload accounts' roles (AWS_OPERATIONS less
+HOME_OPERATIONS, trusting the function's role with an ExternalId) and event forwarding; the
+sweep's schedules; the permissions that let each rule invoke its functions; and the worked
+example of many accounts.
 
 Each check returns a list of problems (empty when all is well), so a test can show them all
 and a deliberately broken copy can be checked for the problem it should cause.
@@ -1131,7 +1135,7 @@ def check_rendered(crds, unvalidated=frozenset(), extra=()):
 # account; infra/member-account/management is the management account's side (its bus policy).
 
 MEMBER = INFRA / "member-account"
-ROUTED_BY_EVENTBRIDGE = ("cloudwatchevents.aws.m.upbound.io", "Rule")
+EVENT_RULE = ("cloudwatchevents.aws.m.upbound.io", "Rule")
 
 
 def _member(doc):
@@ -1233,7 +1237,7 @@ def _pattern(text):
 
 def delivered_patterns(docs):
     """{region: patterns} of the management account's rules that deliver to our functions."""
-    rules = {(d.namespace, d.name): d for d in docs if (d.api_version.split("/")[0], d.kind) == ROUTED_BY_EVENTBRIDGE}
+    rules = {(d.namespace, d.name): d for d in docs if (d.api_version.split("/")[0], d.kind) == EVENT_RULE}
     out = {}
     for t in docs:
         if t.kind == "Target" and (m := ARN.match(_forward(t).get("arn", ""))) and m.group(1) == "lambda":
@@ -1254,7 +1258,7 @@ def forwarded_patterns(docs):
     """{(namespace, region): patterns} of the rules that forward to the management account's bus,
     and the problems of their targets: the bus, with a role that may put events on it only."""
     bus = management_bus(docs)
-    rules = {(d.namespace, d.name): d for d in docs if (d.api_version.split("/")[0], d.kind) == ROUTED_BY_EVENTBRIDGE}
+    rules = {(d.namespace, d.name): d for d in docs if (d.api_version.split("/")[0], d.kind) == EVENT_RULE}
     out, problems = {}, []
     for t in docs:
         p = _forward(t) if t.kind == "Target" else {}
