@@ -1,6 +1,8 @@
 """tests/infra: the manifests of infra/ against the real CRD schemas, their references, the
-IAM policies against the functions' code, the alarms and the dashboard against the metrics the
-code emits, and the Composition's templates rendered with a
+IAM policies against the functions' code (in the management account and in the workload
+accounts), the sweep's schedules, the event rules and their forwarding, the kustomizations
+rendered (the many-accounts example among them), the alarms and the dashboard against the
+metrics the code emits, and the Composition's templates rendered with a
 sample observed RDS instance, with hostile claim values, and through a Ready flap. Run by
 `make test` (pytest, in the project's .venv)."""
 import copy
@@ -45,7 +47,9 @@ def test_the_manifests_cover_the_design(docs):
                      ("cloudwatchevents.aws.m.upbound.io", "Rule"), ("cloudwatchevents.aws.m.upbound.io", "Target"),
                      ("lambda.aws.m.upbound.io", "Permission"), ("lambda.aws.m.upbound.io", "EventSourceMapping"),
                      ("apiextensions.crossplane.io", "CompositeResourceDefinition"),
-                     ("apiextensions.crossplane.io", "Composition"), ("pkg.crossplane.io", "Function")]:
+                     ("apiextensions.crossplane.io", "Composition"), ("pkg.crossplane.io", "Function"),
+                     ("scheduler.aws.m.upbound.io", "Schedule"), ("cloudwatchevents.aws.m.upbound.io", "BusPolicy"),
+                     ("aws.m.upbound.io", "ProviderConfig")]:
         assert expected in kinds, expected
     functions = [d for d in docs if d.kind == "Function" and d.api_version.startswith("lambda.")]
     assert sorted(d.name for d in functions) == [f"crossplane-lambda-{f}" for f in sorted(v.FUNCTIONS)]
@@ -133,6 +137,265 @@ def test_a_policy_that_drifts_from_the_code_fails(docs):
         '("DynamoDB.GetItem", &["dynamodb:GetItem"]),\n    ("DynamoDB.Query", &["dynamodb:Query"]),')
     assert "crossplane-lambda-slack-notifier: the code calls dynamodb:Query but the policy does not grant it" \
         in v.check_policies(docs, {"slack-notifier": source})
+
+
+def _copy_where(docs, pick, change):
+    """A deep copy of `docs` with `change` applied to the one document `pick` selects."""
+    broken = [copy.deepcopy(d) for d in docs]
+    chosen = [d for d in broken if pick(d)]
+    assert len(chosen) == 1, [d.where() for d in chosen]
+    change(chosen[0].body)
+    return broken
+
+
+def _edit_json(field, change):
+    """A change of the JSON text in forProvider[field] (a policy, a pattern), made on the parsed JSON."""
+    def edit(body):
+        parsed = json.loads(body["spec"]["forProvider"][field])
+        change(parsed)
+        body["spec"]["forProvider"][field] = json.dumps(parsed)
+    return edit
+
+
+def _statement(sid, change):
+    def edit(policy):
+        change(next(s for s in policy["Statement"] if s.get("Sid") == sid))
+    return _edit_json("policy", edit)
+
+
+def _in_member_account(kind, name):
+    return lambda d: d.kind == kind and d.name == name and "member-account" in d.path.parts
+
+
+def test_the_continuation_and_the_member_roles_are_granted_narrowly(docs):
+    assert "lambda:InvokeFunction" in v.declared_actions("tagger")
+    assert v.sweeps("tagger") and v.sweeps("secret-syncer") and not v.sweeps("slack-notifier")
+    assert v.home_operations("tagger") == ["SSM.GetParameter", "Lambda.Invoke"]
+    assert {"ssm:GetParameter", "lambda:InvokeFunction"} & v.member_actions("tagger") == set()
+    assert "tag:TagResources" in v.member_actions("tagger")
+    assert v.member_actions("slack-notifier") == {"rds:ListTagsForResource", "rds:DescribeDBInstances",
+                                                  "rds:DescribeDBClusters", "tag:GetResources"}
+    is_policy = lambda name: (lambda d: d.kind == "Policy" and d.name == name and "functions" in d.path.parts)  # noqa: E731
+
+    # The continuation on any function, not only on the function itself.
+    broken = _copy_where(docs, is_policy("crossplane-lambda-tagger"),
+                         _statement("CodeSelfContinuation", lambda s: s.__setitem__("Resource", "*")))
+    assert any("CodeSelfContinuation grants lambda:InvokeFunction on ['*'], not only on the function itself" in p
+               for p in v.check_policies(broken))
+    # Assuming any role of the workload accounts; no way to assume one at all; AssumeRole as a Code* statement.
+    broken = _copy_where(docs, is_policy("crossplane-lambda-secret-syncer"),
+                         _statement("AssumeMemberRole", lambda s: s.__setitem__("Resource", "arn:aws:iam::*:role/*")))
+    assert any("AssumeMemberRole must allow exactly sts:AssumeRole on arn:aws:iam::*:role/crossplane-lambda-secret-syncer"
+               in p for p in v.check_policies(broken))
+    broken = _copy_where(docs, is_policy("crossplane-lambda-slack-notifier"), _edit_json(
+        "policy", lambda p: p.__setitem__("Statement", [s for s in p["Statement"] if s.get("Sid") != "AssumeMemberRole"])))
+    assert "crossplane-lambda-slack-notifier: 0 statements grant sts:AssumeRole, not one " \
+           "(on arn:aws:iam::*:role/crossplane-lambda-slack-notifier)" in v.check_policies(broken)
+
+
+def test_each_member_role_trusts_its_function_and_grants_what_the_code_calls_there(docs):
+    assert v.check_member_roles(docs) == []
+    # A home operation granted in the workload account too.
+    broken = _copy_where(docs, _in_member_account("Policy", "crossplane-lambda-tagger-member"), _edit_json(
+        "policy", lambda p: p["Statement"].append({"Sid": "CodeTagPolicy", "Effect": "Allow",
+                                                   "Action": ["ssm:GetParameter"], "Resource": "*"})))
+    assert "crossplane-lambda-tagger in crossplane-lambda-member: the policy grants ssm:GetParameter but the code " \
+           "does not call it there (not declared, or a HOME_OPERATIONS one)" in v.check_member_roles(broken)
+    # A statement that is not the code's (what else the role could do unchecked).
+    broken = _copy_where(docs, _in_member_account("Policy", "crossplane-lambda-slack-notifier-member"), _edit_json(
+        "policy", lambda p: p["Statement"].append({"Sid": "Admin", "Effect": "Allow", "Action": "*", "Resource": "*"})))
+    assert any("Admin: a statement the code does not need" in p for p in v.check_member_roles(broken))
+    # The code: an operation no longer home (it now happens in the workload account), and a typo.
+    source = (v.ROOT / "crates/tagger/src/lib.rs").read_text()
+    moved = source.replace('&["SSM.GetParameter", "Lambda.Invoke"]', '&["Lambda.Invoke"]')
+    assert moved != source
+    assert "crossplane-lambda-tagger in crossplane-lambda-member: the code calls ssm:GetParameter there but the " \
+           "policy does not grant it" in v.check_member_roles(docs, {"tagger": moved})
+    typo = source.replace('&["SSM.GetParameter", "Lambda.Invoke"]', '&["SSM.GetParameters", "Lambda.Invoke"]')
+    assert "crates/tagger/src/lib.rs: HOME_OPERATIONS names SSM.GetParameters, which is not in AWS_OPERATIONS" \
+        in v.check_member_roles(docs, {"tagger": typo})
+
+    # The trust: anyone in the management account, or without the ExternalId.
+    def trust(change):
+        return _edit_json("assumeRolePolicy", lambda p: change(p["Statement"][0]))
+    broken = _copy_where(docs, _in_member_account("Role", "crossplane-lambda-secret-syncer"), trust(
+        lambda s: s.__setitem__("Principal", {"AWS": "arn:aws:iam::123456789012:root"})))
+    assert any("trusts {'AWS': 'arn:aws:iam::123456789012:root'}, not only the function's role "
+               "arn:aws:iam::123456789012:role/crossplane-lambda-secret-syncer" in p for p in v.check_member_roles(broken))
+    broken = _copy_where(docs, _in_member_account("Role", "crossplane-lambda-slack-notifier"), trust(
+        lambda s: s.pop("Condition")))
+    assert any("its trust policy does not require an sts:ExternalId" in p for p in v.check_member_roles(broken))
+
+
+def test_the_workload_accounts_forward_what_the_functions_are_sent(docs):
+    assert v.check_forwarding(docs) == []
+    assert v.management_bus(docs) == "arn:aws:events:us-east-1:123456789012:event-bus/default"
+    # The management rule changes; the forwarding does not follow.
+    def one_more_event(pattern):
+        pattern["detail"]["EventID"].append("RDS-EVENT-0006")
+    broken = _copy_where(docs, lambda d: d.kind == "Rule" and d.name == "crossplane-lambda-rds-events",
+                         _edit_json("eventPattern", one_more_event))
+    problems = v.check_forwarding(broken)
+    assert any(p.startswith("crossplane-lambda-member us-east-1: no rule forwards") and "RDS-EVENT-0006" in p for p in problems)
+    assert any("which no management rule delivers" in p for p in problems)
+    # Forwarded elsewhere, or with a role that may put events anywhere.
+    broken = _copy_where(docs, _in_member_account("Target", "crossplane-lambda-forward-secret-rotation"),
+                         lambda b: b["spec"]["forProvider"].__setitem__(
+                             "arn", "arn:aws:events:us-east-1:111122223333:event-bus/default"))
+    assert any("forwards to arn:aws:events:us-east-1:111122223333:event-bus/default, not to the management account's bus"
+               in p for p in v.check_forwarding(broken))
+    broken = _copy_where(docs, _in_member_account("Policy", "crossplane-lambda-forward-events"),
+                         _statement("ManagementEventBus", lambda s: s.__setitem__("Resource", "*")))
+    assert any("its role crossplane-lambda-forward-events must grant events:PutEvents on "
+               "arn:aws:events:us-east-1:123456789012:event-bus/default only" in p for p in v.check_forwarding(broken))
+    assert "no BusPolicy lets the workload accounts put events on arn:aws:events:us-east-1:123456789012:event-bus/default" \
+        in v.check_forwarding([d for d in docs if d.kind != "BusPolicy"])
+
+
+def test_the_rotation_rule_sends_rotations_to_the_secret_syncer(docs):
+    rule = next(d for d in docs if d.kind == "Rule" and d.name == "crossplane-lambda-secret-rotation")
+    assert json.loads(rule.body["spec"]["forProvider"]["eventPattern"]) == {
+        "source": ["aws.secretsmanager"], "detail-type": ["AWS Service Event via CloudTrail"],
+        "detail": {"eventName": ["RotationSucceeded"]}}
+    targets = [d for d in docs if d.kind == "Target"
+               and d.body["spec"]["forProvider"]["ruleRef"]["name"] == "crossplane-lambda-secret-rotation"]
+    assert [t.body["spec"]["forProvider"]["arn"] for t in targets] == \
+        ["arn:aws:lambda:us-east-1:123456789012:function:crossplane-lambda-secret-syncer"]
+    settings = lambda t: {k: t.body["spec"]["forProvider"][k] for k in ("retryPolicy", "deadLetterConfig")}  # noqa: E731
+    assert settings(targets[0]) == settings(next(d for d in docs if d.name == "rds-events-to-secret-syncer"))
+    assert v.check_invoke_permissions(docs) == []
+    broken, _ = _copy_with(docs, "Permission", "secret-rotation-invoke-secret-syncer",
+                           lambda b: b["spec"]["forProvider"].__setitem__(
+                               "sourceArn", "arn:aws:events:us-east-1:123456789012:rule/crossplane-lambda-rds-events"))
+    assert any("no Permission lets arn:aws:events:us-east-1:123456789012:rule/crossplane-lambda-secret-rotation invoke "
+               "crossplane-lambda-secret-syncer" in p for p in v.check_invoke_permissions(broken))
+
+
+def test_the_sweep_is_scheduled_for_the_functions_that_sweep(docs):
+    assert v.check_sweep(docs) == []
+    schedules = {d.name: d.body["spec"]["forProvider"] for d in docs if d.kind == "Schedule"}
+    assert sorted(schedules) == ["crossplane-lambda-sweep-secret-syncer", "crossplane-lambda-sweep-tagger"]
+    assert {s["scheduleExpression"] for s in schedules.values()} == {"rate(1 hour)"}
+    assert all(s["name"] == name for name, s in schedules.items()), "the schedule's AWS name is its forProvider.name"
+
+    broken, _ = _copy_with(docs, "Schedule", "crossplane-lambda-sweep-tagger",
+                           lambda b: b["spec"]["forProvider"]["target"].__setitem__("input", '{"sweep": null}'))
+    assert any('its input is {"sweep": null}, not {"sweep": {}}' in p for p in v.check_sweep(broken))
+    broken = [d for d in docs if d.name != "crossplane-lambda-sweep-secret-syncer"]
+    assert any("crossplane-lambda-secret-syncer sweeps (its code continues itself: Lambda.Invoke), but 0 Schedules"
+               in p for p in v.check_sweep(broken))
+    broken, _ = _copy_with(docs, "Policy", "crossplane-lambda-sweep-scheduler", _statement(
+        "InvokeSweepingFunctions", lambda s: s["Resource"].append(
+            "arn:aws:lambda:us-east-1:123456789012:function:crossplane-lambda-slack-notifier")))
+    assert any("may invoke" in p and "crossplane-lambda-slack-notifier" in p for p in v.check_sweep(broken))
+    broken, _ = _copy_with(docs, "Role", "crossplane-lambda-sweep-scheduler", _edit_json(
+        "assumeRolePolicy", lambda p: p["Statement"][0]["Condition"].pop("StringEquals")))
+    assert any("must trust scheduler.amazonaws.com of 123456789012 (aws:SourceAccount) only" in p for p in v.check_sweep(broken))
+    # The code: slack-notifier starts to sweep, without a schedule.
+    source = (v.ROOT / "crates/slack-notifier/src/lib.rs").read_text().replace(
+        '("DynamoDB.GetItem", &["dynamodb:GetItem"]),',
+        '("DynamoDB.GetItem", &["dynamodb:GetItem"]),\n    ("Lambda.Invoke", &["lambda:InvokeFunction"]),')
+    assert any("crossplane-lambda-slack-notifier sweeps" in p for p in v.check_sweep(docs, {"slack-notifier": source}))
+
+
+# --- the kustomizations, rendered ------------------------------------------------------------------
+
+def test_every_kustomization_renders_and_validates(docs, crds):
+    assert [r.relative_to(v.ROOT).as_posix() for r in v.kustomization_roots()] == \
+        ["infra", "infra/examples", "infra/examples/many-accounts"]
+    assert v.check_rendered(crds, v.unvalidated_kinds(), extra=docs) == []
+
+
+def test_the_renderer_agrees_with_kustomize():
+    import shutil
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl is not installed: the renderer is checked against kustomize where it is")
+
+    def key(body):
+        return body["apiVersion"], body["kind"], body["metadata"].get("namespace"), body["metadata"]["name"]
+    for k in sorted(v.INFRA.rglob("kustomization.yaml")):
+        out = subprocess.run(["kubectl", "kustomize", str(k.parent)], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        theirs = {key(b): b for b in yaml.safe_load_all(out.stdout) if b}
+        ours = {key(d.body): d.body for d in v.render_kustomization(k.parent)}
+        assert ours == theirs, k.parent
+
+
+def test_the_renderer_refuses_what_it_does_not_know(tmp_path):
+    def kustomization(directory, text, **files):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "kustomization.yaml").write_text(text)
+        for name, content in files.items():
+            (directory / name).write_text(content)
+        return directory
+    role = "apiVersion: iam.aws.m.upbound.io/v1beta1\nkind: Role\nmetadata:\n  name: r\nspec:\n  forProvider: {}\n"
+    base = kustomization(tmp_path / "base", "namespace: a\nresources:\n  - role.yaml\n", **{"role.yaml": role})
+    assert [(d.namespace, d.name) for d in v.render_kustomization(base)] == [("a", "r")]
+    for text, error in [
+        ("resources:\n  - ../base\nnamePrefix: x-\n", "fields this renderer does not know"),
+        ("resources:\n  - ../base\npatches:\n  - target: {kind: Role, name: s}\n    patch: '[]'\n", "a patch selects nothing"),
+        ("resources:\n  - ../base\npatches:\n  - path: patch.yaml\n", "a patch this renderer does not know"),
+        ("resources:\n  - ../base\npatches:\n  - target: {kind: Role}\n    patch: |-\n      - op: replace\n"
+         "        path: /spec/forProvider/region\n        value: x\n", "the document has no such path"),
+        ("resources:\n  - ../base/role.yaml\n", "a file outside the kustomization's directory"),
+        ("resources:\n  - ..\n", "a directory holding one being rendered"),
+        ("resources:\n  - ../base\n  - ../base\n", "twice"),
+    ]:
+        overlay = kustomization(tmp_path / "overlay", text)
+        with pytest.raises(v.KustomizeError, match=error):
+            v.render_kustomization(overlay)
+
+
+# --- the worked example: many accounts ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def many():
+    return v.render_kustomization(v.EXAMPLE)
+
+
+def test_the_many_accounts_example_holds_together(many):
+    assert v.check_many_accounts(many) == []
+    for check in (v.check_policies, v.check_member_roles, v.check_forwarding, v.check_sweep, v.check_invoke_permissions):
+        assert check(many) == [], check.__name__
+    assert sorted({d.namespace for d in many if d.kind == "ProviderConfig"}) == \
+        ["crossplane-lambda-210987654321", "crossplane-lambda-345678901234"]
+    assert v.forwarded_patterns(many)[0].keys() == {(f"crossplane-lambda-{a}", r) for a in ("210987654321", "345678901234")
+                                                    for r in ("us-east-1", "eu-west-1")}
+    tagger = next(d for d in many if d.kind == "Function" and d.name == "crossplane-lambda-tagger")
+    env = tagger.body["spec"]["forProvider"]["environment"]["variables"]
+    assert env["ALLOWED_ACCOUNTS"] == "123456789012,210987654321,345678901234"
+    assert env["ALLOWED_REGIONS"] == "us-east-1,eu-west-1"
+    assert env["ASSUME_ROLE_ARN_TEMPLATE"] == "arn:aws:iam::{account}:role/crossplane-lambda-{function}"
+
+
+def test_a_many_accounts_example_that_does_not_hold_together_fails(many):
+    def env(function, key, value):
+        return _copy_where(many, lambda d: d.kind == "Function" and d.name == f"crossplane-lambda-{function}",
+                           lambda b: b["spec"]["forProvider"]["environment"]["variables"].__setitem__(key, value))
+    assert any("ASSUME_ROLE_EXTERNAL_ID is not the ExternalId its role in crossplane-lambda-210987654321 requires" in p
+               for p in v.check_many_accounts(env("tagger", "ASSUME_ROLE_EXTERNAL_ID", "something-else")))
+    assert any("ALLOWED_ACCOUNTS 123456789012,210987654321: not the management account and the workload accounts" in p
+               for p in v.check_many_accounts(env("secret-syncer", "ALLOWED_ACCOUNTS", "123456789012,210987654321")))
+    problems = v.check_many_accounts(env("slack-notifier", "ASSUME_ROLE_ARN_TEMPLATE", "arn:aws:iam::{account}:role/{function}"))
+    assert any("ASSUME_ROLE_ARN_TEMPLATE gives arn:aws:iam::345678901234:role/slack-notifier, which "
+               "crossplane-lambda-345678901234 does not define" in p for p in problems)
+    assert any("its policy does not let it assume arn:aws:iam::345678901234:role/slack-notifier" in p for p in problems)
+    assert any("the events of ap-south-1 (an ALLOWED_REGIONS of crossplane-lambda-tagger) are not forwarded" in p
+               for p in v.check_many_accounts(env("tagger", "ALLOWED_REGIONS", "us-east-1,eu-west-1,ap-south-1")))
+    broken = _copy_where(many, lambda d: d.kind == "BusPolicy", _edit_json(
+        "policy", lambda p: p["Statement"][0]["Principal"].__setitem__("AWS", ["210987654321"])))
+    assert any("lets ['210987654321'] put events, not the workload accounts ['210987654321', '345678901234']" in p
+               for p in v.check_many_accounts(broken))
+    broken = _copy_where(many, lambda d: d.kind == "ProviderConfig" and d.namespace == "crossplane-lambda-345678901234",
+                         lambda b: b["spec"]["assumeRoleChain"][0].__setitem__(
+                             "roleARN", "arn:aws:iam::210987654321:role/crossplane-provider-aws"))
+    assert any("must assume a role of the account its namespace names" in p for p in v.check_many_accounts(broken))
+    # A workload account's role that another overlay forgot to rename: two accounts, one ExternalId each.
+    broken = _copy_where(many, lambda d: d.kind == "Role" and d.name == "crossplane-lambda-tagger"
+                         and d.namespace == "crossplane-lambda-345678901234",
+                         lambda b: b["metadata"].__setitem__("name", "tagger"))
+    assert any("crossplane-lambda-tagger in crossplane-lambda-345678901234: expected one Role, found 0" in p
+               for p in v.check_member_roles(broken))
 
 
 # --- alarms and the dashboard against the code's metrics ----------------------------------------

@@ -2,7 +2,11 @@
 "required parameter" rules), references that resolve, kustomizations that hold together, IAM
 policies that grant exactly what each function's code declares it calls, and alarms and
 dashboards that name only metrics, dimensions and values the code emits, only functions,
-queues and log groups infra/ defines, and notify the alarm topic.
+queues and log groups infra/ defines, and notify the alarm topic; the kustomizations rendered
+(overlays included) as kustomize does; the workload accounts' roles (AWS_OPERATIONS less
+HOME_OPERATIONS, trusting the function's role with an ExternalId) and event forwarding; the
+sweep's schedules; the permissions that let each rule invoke its functions; and the worked
+example of many accounts.
 
 Each check returns a list of problems (empty when all is well), so a test can show them all
 and a deliberately broken copy can be checked for the problem it should cause.
@@ -24,8 +28,8 @@ BUILTIN = {("v1", "Namespace"), ("v1", "ServiceAccount"), ("rbac.authorization.k
 
 
 class Doc:
-    def __init__(self, path, index, body, namespace=None):
-        self.path, self.index, self.body = path, index, body
+    def __init__(self, path, index, body, namespace=None, via=None):
+        self.path, self.index, self.body, self.via = path, index, body, via
         self.namespace = (body.get("metadata") or {}).get("namespace") or namespace
 
     @property
@@ -41,7 +45,9 @@ class Doc:
         return (self.body.get("metadata") or {}).get("name")
 
     def where(self):
-        return f"{self.path.relative_to(ROOT)}#{self.index} {self.kind}/{self.name}"
+        at = f"{_relative(self.path)}#{self.index} {self.kind}/{self.name}"
+        # A document rendered by a kustomization: which one, and where it put it.
+        return f"{at} (as {_relative(self.via)}/ renders it, in {self.namespace})" if self.via else at
 
 
 # --- CRD schemas -------------------------------------------------------------------------
@@ -201,6 +207,7 @@ REF_KINDS = {
     "functionRef": ("pkg.crossplane.io", "Function"),
     "providerConfigRef": ("aws.m.upbound.io", None),
     "topicArnRef": ("sns.aws.m.upbound.io", "Topic"),
+    "roleArnRef": ("iam.aws.m.upbound.io", "Role"),
 }
 ARN = re.compile(r"^arn:aws:(lambda|sqs|events|sns|cloudwatch):[^:]*:\d+:(?:function:|rule/|alarm:)?([A-Za-z0-9_.-]+)$")
 ARN_KINDS = {"lambda": ("lambda.aws.m.upbound.io", "Function"), "sqs": ("sqs.aws.m.upbound.io", "Queue"),
@@ -305,14 +312,89 @@ def check_kustomizations(infra=INFRA, separately_applied=("triggers/queue/publis
 DECLARATION = re.compile(r"pub const AWS_OPERATIONS: &\[\(&str, &\[&str\]\)\] = &\[(.*?)\n\];", re.S)
 
 
+def _lib(function, source=None):
+    return source if source is not None else (ROOT / "crates" / function / "src" / "lib.rs").read_text()
+
+
 def declared_actions(function, source=None):
     """The IAM actions a function's code declares (its AWS_OPERATIONS, crates/F/src/lib.rs)."""
-    text = source if source is not None else (ROOT / "crates" / function / "src" / "lib.rs").read_text()
+    text = _lib(function, source)
     m = DECLARATION.search(text)
     if not m:
         raise AssertionError(f"crates/{function}/src/lib.rs has no AWS_OPERATIONS declaration")
     body = re.sub(r"//[^\n]*", "", m.group(1))
     return set(re.findall(r'"([a-z0-9-]+:[A-Za-z0-9*]+)"', body))
+
+
+OPERATION = re.compile(r'\(\s*"([^"]+)"\s*,\s*&\[(.*?)\]\s*,?\s*\)', re.S)
+HOME_DECLARATION = re.compile(r"pub const HOME_OPERATIONS: &\[&str\] = &\[(.*?)\];", re.S)
+
+
+def declared_operations(function, source=None):
+    """{operation: its IAM actions}, from the function's AWS_OPERATIONS."""
+    text = _lib(function, source)
+    m = DECLARATION.search(text)
+    if not m:
+        raise AssertionError(f"crates/{function}/src/lib.rs has no AWS_OPERATIONS declaration")
+    operations = {}
+    for operation, actions in OPERATION.findall(re.sub(r"//[^\n]*", "", m.group(1))):
+        operations.setdefault(operation, set()).update(re.findall(r'"([a-z0-9-]+:[A-Za-z0-9*]+)"', actions))
+    return operations
+
+
+def home_operations(function, source=None):
+    """The function's HOME_OPERATIONS (crates/F/src/lib.rs): the operations of its AWS_OPERATIONS
+    it makes with its own credentials only, never with a workload account's role."""
+    m = HOME_DECLARATION.search(_lib(function, source))
+    if not m:
+        raise AssertionError(f"crates/{function}/src/lib.rs has no HOME_OPERATIONS declaration")
+    return re.findall(r'"([^"]+)"', re.sub(r"//[^\n]*", "", m.group(1)))
+
+
+def member_actions(function, source=None):
+    """The IAM actions the function needs in a workload account: those of its operations but the
+    home ones (an action of a home operation that another operation needs too stays)."""
+    home = set(home_operations(function, source))
+    return set().union(*(actions for operation, actions in declared_operations(function, source).items()
+                         if operation not in home))
+
+
+def sweeps(function, source=None):
+    """Whether the function sweeps: its code invokes itself to continue a sweep (Lambda.Invoke)."""
+    return "Lambda.Invoke" in declared_operations(function, source)
+
+
+def _listed(value):
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _statements(text):
+    return json.loads(text)["Statement"]
+
+
+def aws_name(doc):
+    """A managed resource's name in AWS: its external name, else its metadata.name."""
+    return ((doc.body.get("metadata") or {}).get("annotations") or {}).get("crossplane.io/external-name") or doc.name
+
+
+def management_account(docs):
+    """The account the functions run in: their execution roles trust Lambda from it only."""
+    accounts = set()
+    for doc in docs:
+        if doc.kind == "Role" and doc.name in {f"crossplane-lambda-{f}" for f in FUNCTIONS}:
+            for s in _statements(doc.body["spec"]["forProvider"]["assumeRolePolicy"]):
+                if s.get("Principal") == {"Service": "lambda.amazonaws.com"}:
+                    accounts.add(((s.get("Condition") or {}).get("StringEquals") or {}).get("aws:SourceAccount"))
+    if len(accounts) != 1:
+        raise AssertionError(f"the functions' roles name no one account (aws:SourceAccount): {accounts}")
+    return accounts.pop()
+
+
+def function_arn(docs, function):
+    """The ARN of one of our functions, as infra/ deploys it."""
+    name = f"crossplane-lambda-{function}"
+    manifest = next(d for d in docs if d.kind == "Function" and d.api_version.startswith("lambda.") and d.name == name)
+    return f"arn:aws:lambda:{manifest.body['spec']['forProvider']['region']}:{management_account(docs)}:function:{name}"
 
 
 def policy_code_actions(policy_doc):
@@ -349,6 +431,32 @@ def check_policies(docs, sources=None):
         functions = [d for d in docs if d.kind == "Function" and d.name == name]
         if not functions or functions[0].body["spec"]["forProvider"].get("roleRef", {}).get("name") != name:
             problems.append(f"{name}: the Function does not run as its own role")
+            continue
+        problems += _self_and_member_statements(docs, function, _statements(policies[0].body["spec"]["forProvider"]["policy"]))
+    return problems
+
+
+def _self_and_member_statements(docs, function, statements):
+    """lambda:InvokeFunction (the sweep's continuation) only on the function itself; sts:AssumeRole
+    only on the function's own role in the workload accounts, in one statement of its own."""
+    name = f"crossplane-lambda-{function}"
+    problems = []
+    own = function_arn(docs, function)
+    for s in statements:
+        if "lambda:InvokeFunction" in _listed(s.get("Action")):
+            others = [r for r in _listed(s.get("Resource")) if r not in (own, own + ":*")]
+            if others or s.get("NotResource"):
+                problems.append(f"{name}: {s.get('Sid')} grants lambda:InvokeFunction on {others or 'NotResource'}, "
+                                f"not only on the function itself ({own})")
+    member_role = f"arn:aws:iam::*:role/{name}"
+    assuming = [s for s in statements if any(a in ("sts:AssumeRole", "sts:*", "*") for a in _listed(s.get("Action")))]
+    if len(assuming) != 1:
+        problems.append(f"{name}: {len(assuming)} statements grant sts:AssumeRole, not one (on {member_role})")
+    for s in assuming:
+        if (_listed(s.get("Action")), _listed(s.get("Resource")), s.get("Effect")) != (["sts:AssumeRole"], [member_role], "Allow") \
+                or s.get("Condition") or s.get("Sid", "").startswith("Code"):
+            problems.append(f"{name}: {s.get('Sid')} must allow exactly sts:AssumeRole on {member_role} "
+                            "(not a Code* statement: the SDK calls no AssumeRole of its own)")
     return problems
 
 
@@ -871,4 +979,461 @@ def check_alarms(docs, sources=None):
         if not any(re.fullmatch(re.escape(pat).replace(r"\*", ".*").replace(r"\?", "."), alarm_arn)
                    for pat in patterns):
             problems.append(f"{where}: the topic's policy does not let {alarm_arn} publish")
+    return problems
+
+
+# --- kustomize: the overlays, rendered -------------------------------------------------------
+#
+# The part of kustomize that infra/ uses, done as kustomize does it (tests/infra compares the
+# two with `kubectl kustomize` where kubectl is installed): `resources` (files inside the
+# kustomization's directory, and directories, rendered first; never a directory holding one
+# being rendered), `patches` given inline as JSON 6902 operations (add, replace, remove) on the
+# resources a target selects by group, version, kind and name (matched exactly), then
+# `namespace`, which kustomize sets on every resource but the built-in cluster-scoped kinds, and
+# which renames a Namespace. Any other field is an error here, and so is a patch that selects
+# nothing: a kustomization cannot use what this renderer would get wrong.
+
+KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "namespace", "resources", "patches"}
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
+                  "StorageClass", "PriorityClass", "APIService", "MutatingWebhookConfiguration",
+                  "ValidatingWebhookConfiguration"}
+
+
+class KustomizeError(Exception):
+    pass
+
+
+def _relative(path):
+    return path.relative_to(ROOT) if ROOT in path.parents else path
+
+
+def _kustomization(directory):
+    return yaml.safe_load((directory / "kustomization.yaml").read_text()) or {}
+
+
+def _json_patch(body, operation, where):
+    op, path = operation.get("op"), operation.get("path", "")
+    if op not in ("add", "replace", "remove") or not path.startswith("/"):
+        raise KustomizeError(f"{where}: {operation}: only add, replace and remove, on a JSON pointer")
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+    try:
+        parent = body
+        for part in parts[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+        last = parts[-1]
+        if isinstance(parent, list):
+            index = len(parent) if last == "-" and op == "add" else int(last)
+            if op == "add":
+                parent.insert(index, copy.deepcopy(operation["value"]))
+            elif op == "replace":
+                parent[index] = copy.deepcopy(operation["value"])
+            else:
+                del parent[index]
+        elif op != "add" and last not in parent:
+            raise KeyError(last)
+        elif op == "remove":
+            del parent[last]
+        else:
+            parent[last] = copy.deepcopy(operation["value"])
+    except (KeyError, IndexError, ValueError, TypeError) as e:
+        raise KustomizeError(f"{where}: {op} {path}: the document has no such path ({e})") from None
+
+
+def _selects(selector, body):
+    api_version = body.get("apiVersion", "")
+    group, _, version = api_version.rpartition("/")
+    actual = {"group": group, "version": version, "kind": body.get("kind"),
+              "name": (body.get("metadata") or {}).get("name")}
+    return all(actual[key] == value for key, value in selector.items())
+
+
+def _render(directory, visiting):
+    """[(path, index, body)] of one kustomization."""
+    where = _relative(directory / "kustomization.yaml")
+    k = _kustomization(directory)
+    if set(k) - KUSTOMIZATION_FIELDS:
+        raise KustomizeError(f"{where}: {sorted(set(k) - KUSTOMIZATION_FIELDS)}: fields this renderer does not know")
+    out = []
+    for resource in k.get("resources") or []:
+        target = (directory / resource).resolve()
+        if target.is_dir():
+            if any(target == v or target in v.parents for v in visiting + (directory,)):
+                raise KustomizeError(f"{where}: {resource}: a directory holding one being rendered (kustomize: cycle)")
+            if not (target / "kustomization.yaml").exists():
+                raise KustomizeError(f"{where}: {resource}: a directory without a kustomization.yaml")
+            out += _render(target, visiting + (directory,))
+        elif target.is_file():
+            if directory not in target.parents:
+                raise KustomizeError(f"{where}: {resource}: a file outside the kustomization's directory")
+            out += [(target, i, body) for i, body in enumerate(yaml.safe_load_all(target.read_text())) if body]
+        else:
+            raise KustomizeError(f"{where}: {resource} does not exist")
+    for patch in k.get("patches") or []:
+        selector = patch.get("target") or {}
+        if set(patch) - {"target", "patch"} or set(selector) - {"group", "version", "kind", "name"} \
+                or not isinstance(patch.get("patch"), str):
+            raise KustomizeError(f"{where}: a patch this renderer does not know: {patch}")
+        operations = yaml.safe_load(patch["patch"])
+        if not isinstance(operations, list):
+            raise KustomizeError(f"{where}: a patch that is not a list of JSON 6902 operations")
+        selected = [body for _, _, body in out if _selects(selector, body)]
+        if not selected:
+            raise KustomizeError(f"{where}: a patch selects nothing: {selector}")
+        for body in selected:
+            for operation in operations:
+                _json_patch(body, operation, where)
+    namespace = k.get("namespace")
+    for _, _, body in out if namespace else []:
+        if (body.get("apiVersion"), body.get("kind")) == ("v1", "Namespace"):
+            body["metadata"]["name"] = namespace
+        elif body.get("kind") not in CLUSTER_SCOPED:
+            body.setdefault("metadata", {})["namespace"] = namespace
+    seen = set()
+    for _, _, body in out:
+        key = (body.get("apiVersion"), body.get("kind"), (body.get("metadata") or {}).get("namespace"),
+               (body.get("metadata") or {}).get("name"))
+        if key in seen:
+            raise KustomizeError(f"{where}: {key} twice (kustomize: an already registered id)")
+        seen.add(key)
+    return out
+
+
+def render_kustomization(directory):
+    """The documents `kubectl kustomize directory` gives, as Docs that name the file each comes
+    from (and the kustomization that rendered it)."""
+    directory = pathlib.Path(directory).resolve()
+    return [Doc(path, index, body, via=directory) for path, index, body in _render(directory, ())]
+
+
+def kustomization_roots(infra=INFRA):
+    """The kustomizations no other one includes: what a user applies (infra/, infra/examples, ...)."""
+    directories = {k.parent.resolve() for k in infra.rglob("kustomization.yaml")}
+    included = {(d / r).resolve() for d in directories for r in _kustomization(d).get("resources") or []}
+    return sorted(directories - included)
+
+
+def check_rendered(crds, unvalidated=frozenset(), extra=()):
+    """Every kustomization a user applies renders, and what it renders validates against the
+    CRDs and its references resolve (in the namespace the kustomization puts them in)."""
+    problems = []
+    for root in kustomization_roots():
+        try:
+            docs = render_kustomization(root)
+        except KustomizeError as e:
+            problems.append(str(e))
+            continue
+        for doc in docs:
+            problems += validate_document(doc, crds, unvalidated)
+        problems += check_references(docs, extra=extra)
+    return problems
+
+
+# --- the member accounts ---------------------------------------------------------------------
+#
+# infra/member-account is applied in every workload account (one namespace and ProviderConfig
+# each): the role each function assumes there, the forwarding of events to the management
+# account; infra/member-account/management is the management account's side (its bus policy).
+
+MEMBER = INFRA / "member-account"
+EVENT_RULE = ("cloudwatchevents.aws.m.upbound.io", "Rule")
+
+
+def _member(doc):
+    return MEMBER in doc.path.parents and (MEMBER / "management") not in doc.path.parents
+
+
+def _forward(doc):
+    return doc.body["spec"]["forProvider"]
+
+
+def _attached_policies(docs, role, namespace):
+    names = [_forward(d).get("policyArnRef", {}).get("name") for d in docs
+             if d.kind == "RolePolicyAttachment" and d.namespace == namespace and _forward(d).get("roleRef", {}).get("name") == role]
+    return [d for d in docs if d.kind == "Policy" and d.namespace == namespace and d.name in names]
+
+
+def _trust_problems(where, role_doc, principal):
+    """The role trusts exactly `principal`, and only with an ExternalId; returns (problems, the ExternalId)."""
+    statements = _statements(_forward(role_doc)["assumeRolePolicy"])
+    if len(statements) != 1:
+        return [f"{where}: its trust policy has {len(statements)} statements, not one"], None
+    s = statements[0]
+    problems = []
+    if s.get("Effect") != "Allow" or _listed(s.get("Action")) != ["sts:AssumeRole"] or "NotPrincipal" in s:
+        problems.append(f"{where}: its trust policy must allow sts:AssumeRole, and nothing else")
+    if {k: _listed(v) for k, v in (s.get("Principal") or {}).items()} != {"AWS": [principal]}:
+        problems.append(f"{where}: trusts {s.get('Principal')}, not only the function's role {principal}")
+    external = ((s.get("Condition") or {}).get("StringEquals") or {}).get("sts:ExternalId")
+    if not isinstance(external, str) or not external:
+        problems.append(f"{where}: its trust policy does not require an sts:ExternalId (StringEquals)")
+        external = None
+    return problems, external
+
+
+def member_external_ids(docs):
+    """{(namespace, function): the ExternalId the function's role in that workload account requires}."""
+    account = management_account(docs)
+    out = {}
+    for doc in docs:
+        for function in FUNCTIONS:
+            name = f"crossplane-lambda-{function}"
+            if doc.kind == "Role" and aws_name(doc) == name and _member_role(doc):
+                out[(doc.namespace, function)] = _trust_problems("", doc, f"arn:aws:iam::{account}:role/{name}")[1]
+    return out
+
+
+def _member_role(doc):
+    """A role some AWS principal (not a service) assumes: one in a workload account."""
+    return any("AWS" in (s.get("Principal") or {}) for s in _statements(_forward(doc)["assumeRolePolicy"]))
+
+
+def check_member_roles(docs, sources=None):
+    """Per function and workload account (namespace): the role crossplane-lambda-<function> trusts
+    exactly the function's execution role in the management account, with an ExternalId, and its
+    attached policy's `Code*` statements grant exactly the actions of AWS_OPERATIONS less
+    HOME_OPERATIONS (no other statement)."""
+    problems = []
+    account = management_account(docs)
+    namespaces = sorted({d.namespace for d in docs if d.kind == "Role" and _member_role(d)})
+    if not namespaces:
+        return ["no workload account's roles (infra/member-account)"]
+    for function in FUNCTIONS:
+        name = f"crossplane-lambda-{function}"
+        source = (sources or {}).get(function)
+        operations = declared_operations(function, source)
+        if set().union(*operations.values()) != declared_actions(function, source):
+            problems.append(f"crates/{function}/src/lib.rs: an AWS_OPERATIONS entry tests/infra cannot read")
+        for operation in home_operations(function, source):
+            if operation not in operations:
+                problems.append(f"crates/{function}/src/lib.rs: HOME_OPERATIONS names {operation}, which is not in AWS_OPERATIONS")
+        wanted = member_actions(function, source)
+        for namespace in namespaces:
+            roles = [d for d in docs if d.kind == "Role" and d.namespace == namespace and aws_name(d) == name]
+            if len(roles) != 1:
+                problems.append(f"{name} in {namespace}: expected one Role, found {len(roles)}")
+                continue
+            role = roles[0]
+            problems += _trust_problems(role.where(), role, f"arn:aws:iam::{account}:role/{name}")[0]
+            policies = _attached_policies(docs, role.name, namespace)
+            if len(policies) != 1:
+                problems.append(f"{role.where()}: expected one attached Policy, found {len(policies)}")
+                continue
+            statements = _statements(_forward(policies[0])["policy"])
+            for s in statements:
+                if not s.get("Sid", "").startswith("Code") or s.get("Effect") != "Allow":
+                    problems.append(f"{policies[0].where()}: {s.get('Sid')}: a statement the code does not need")
+            granted = policy_code_actions(policies[0])
+            for action in sorted(wanted - granted):
+                problems.append(f"{name} in {namespace}: the code calls {action} there but the policy does not grant it")
+            for action in sorted(granted - wanted):
+                problems.append(f"{name} in {namespace}: the policy grants {action} but the code does not call it "
+                                "there (not declared, or a HOME_OPERATIONS one)")
+    return problems
+
+
+def _pattern(text):
+    return json.dumps(json.loads(text), sort_keys=True)
+
+
+def delivered_patterns(docs):
+    """{region: patterns} of the management account's rules that deliver to our functions."""
+    rules = {(d.namespace, d.name): d for d in docs if (d.api_version.split("/")[0], d.kind) == EVENT_RULE}
+    out = {}
+    for t in docs:
+        if t.kind == "Target" and (m := ARN.match(_forward(t).get("arn", ""))) and m.group(1) == "lambda":
+            rule = rules.get((t.namespace, _forward(t).get("ruleRef", {}).get("name")))
+            if rule:
+                out.setdefault(_forward(rule)["region"], set()).add(_pattern(_forward(rule)["eventPattern"]))
+    return out
+
+
+def management_bus(docs):
+    region = sorted(delivered_patterns(docs))
+    if len(region) != 1:
+        raise AssertionError(f"the rules that deliver to the functions are in {region}, not in one region")
+    return f"arn:aws:events:{region[0]}:{management_account(docs)}:event-bus/default"
+
+
+def forwarded_patterns(docs):
+    """{(namespace, region): patterns} of the rules that forward to the management account's bus,
+    and the problems of their targets: the bus, with a role that may put events on it only."""
+    bus = management_bus(docs)
+    rules = {(d.namespace, d.name): d for d in docs if (d.api_version.split("/")[0], d.kind) == EVENT_RULE}
+    out, problems = {}, []
+    for t in docs:
+        p = _forward(t) if t.kind == "Target" else {}
+        if p.get("arn", "").startswith("arn:aws:events:") and ":event-bus/" in p.get("arn", ""):
+            if p["arn"] != bus:
+                problems.append(f"{t.where()}: forwards to {p['arn']}, not to the management account's bus {bus}")
+            rule = rules.get((t.namespace, p.get("ruleRef", {}).get("name")))
+            if rule is None or _forward(rule)["region"] != p.get("region"):
+                problems.append(f"{t.where()}: its rule is not one of its namespace and region")
+                continue
+            out.setdefault((t.namespace, p["region"]), set()).add(_pattern(_forward(rule)["eventPattern"]))
+            role = p.get("roleArnRef", {}).get("name")
+            grants = [(_listed(s.get("Action")), _listed(s.get("Resource")))
+                      for policy in _attached_policies(docs, role, t.namespace)
+                      for s in _statements(_forward(policy)["policy"])]
+            if grants != [(["events:PutEvents"], [bus])]:
+                problems.append(f"{t.where()}: its role {role} must grant events:PutEvents on {bus} only: {grants}")
+    return out, problems
+
+
+def check_forwarding(docs):
+    """infra/member-account/forwarding forwards exactly what the management account's rules
+    deliver to the functions (same patterns), to the management account's event bus, whose
+    policy (infra/member-account/management) accepts events:PutEvents on it."""
+    management = [d for d in docs if MEMBER not in d.path.parents]
+    wanted = set().union(*delivered_patterns(management).values())
+    bus = management_bus(management)
+    forwarded, problems = forwarded_patterns([d for d in docs if _member(d)] + management)
+    if not forwarded:
+        problems.append("no rule forwards a workload account's events (infra/member-account/forwarding)")
+    for (namespace, region), patterns in sorted(forwarded.items()):
+        for pattern in sorted(wanted - patterns):
+            problems.append(f"{namespace} {region}: no rule forwards {pattern}")
+        for pattern in sorted(patterns - wanted):
+            problems.append(f"{namespace} {region}: forwards {pattern}, which no management rule delivers")
+    policies = [d for d in docs if d.kind == "BusPolicy"]
+    if not any(s.get("Effect") == "Allow" and _listed(s.get("Action")) == ["events:PutEvents"]
+               and _listed(s.get("Resource")) == [bus] for d in policies for s in _statements(_forward(d)["policy"])):
+        problems.append(f"no BusPolicy lets the workload accounts put events on {bus}")
+    return problems
+
+
+# --- the triggers: who may invoke the functions ------------------------------------------------
+
+def check_invoke_permissions(docs):
+    """Every EventBridge target that is one of our functions comes with the Permission that lets
+    that rule (and only it) invoke it."""
+    problems = []
+    for t in docs:
+        p = _forward(t) if t.kind == "Target" else {}
+        if not ((m := ARN.match(p.get("arn", ""))) and m.group(1) == "lambda"):
+            continue
+        account = p["arn"].split(":")[4]
+        rule = f"arn:aws:events:{p.get('region')}:{account}:rule/{p.get('ruleRef', {}).get('name')}"
+        if not any(d.kind == "Permission" and m.group(2) in (_forward(d).get("functionName"),
+                                                             _forward(d).get("functionNameRef", {}).get("name"))
+                   and (_forward(d).get("principal"), _forward(d).get("sourceArn"), _forward(d).get("action"))
+                   == ("events.amazonaws.com", rule, "lambda:InvokeFunction") for d in docs):
+            problems.append(f"{t.where()}: no Permission lets {rule} invoke {m.group(2)}")
+    return problems
+
+
+def check_sweep(docs, sources=None):
+    """Each function whose code sweeps (it declares Lambda.Invoke, its continuation) has exactly
+    one Schedule invoking it with {"sweep": {}}, and no other function has one; the Scheduler's
+    role trusts EventBridge Scheduler of the management account only, and may invoke exactly the
+    scheduled functions."""
+    problems = []
+    account = management_account(docs)
+    sweeping = {function_arn(docs, f) for f in FUNCTIONS if sweeps(f, (sources or {}).get(f))}
+    scheduled, by_role = {}, {}
+    for s in (d for d in docs if d.kind == "Schedule"):
+        target = _forward(s).get("target") or {}
+        scheduled.setdefault(target.get("arn"), []).append(s)
+        if target.get("arn") not in sweeping:
+            problems.append(f"{s.where()}: invokes {target.get('arn')}, which is not a function that sweeps")
+        try:
+            if json.loads(target.get("input") or "null") != {"sweep": {}}:
+                problems.append(f"{s.where()}: its input is {target.get('input')}, not {{\"sweep\": {{}}}}")
+        except json.JSONDecodeError:
+            problems.append(f"{s.where()}: its input is not JSON")
+        if not _forward(s).get("scheduleExpression", "").startswith(("rate(", "cron(")):
+            problems.append(f"{s.where()}: scheduleExpression must be rate(...) or cron(...)")
+        by_role.setdefault((s.namespace, target.get("roleArnRef", {}).get("name")), set()).add(target.get("arn"))
+    for arn in sorted(sweeping):
+        if len(scheduled.get(arn, [])) != 1:
+            problems.append(f"{arn} sweeps (its code continues itself: Lambda.Invoke), but "
+                            f"{len(scheduled.get(arn, []))} Schedules invoke it, not one")
+    for (namespace, role), arns in sorted(by_role.items(), key=str):
+        roles = [d for d in docs if d.kind == "Role" and d.namespace == namespace and d.name == role]
+        if len(roles) != 1:
+            problems.append(f"the Schedules' role {role}: expected one Role, found {len(roles)}")
+            continue
+        trust = _statements(_forward(roles[0])["assumeRolePolicy"])
+        if [(s.get("Principal"), ((s.get("Condition") or {}).get("StringEquals") or {}).get("aws:SourceAccount"))
+                for s in trust] != [({"Service": "scheduler.amazonaws.com"}, account)]:
+            problems.append(f"{roles[0].where()}: must trust scheduler.amazonaws.com of {account} (aws:SourceAccount) only")
+        invokable = {r for policy in _attached_policies(docs, role, namespace) for s in _statements(_forward(policy)["policy"])
+                     if "lambda:InvokeFunction" in _listed(s.get("Action")) for r in _listed(s.get("Resource"))}
+        if invokable != arns:
+            problems.append(f"{roles[0].where()}: may invoke {sorted(invokable)}, not exactly its schedules' {sorted(arns)}")
+    return problems
+
+
+# --- the worked example: many accounts --------------------------------------------------------
+
+EXAMPLE = INFRA / "examples" / "many-accounts"
+MEMBER_SETTINGS = ("ALLOWED_ACCOUNTS", "ALLOWED_REGIONS", "ASSUME_ROLE_ARN_TEMPLATE", "ASSUME_ROLE_EXTERNAL_ID")
+
+
+def check_many_accounts(docs, example=EXAMPLE):
+    """The example as it renders (`docs`): each workload account has its namespace and a
+    ProviderConfig assuming a role in it; the functions' ALLOWED_ACCOUNTS are the management
+    account and those; ASSUME_ROLE_ARN_TEMPLATE names, in each, the function's role there (which
+    the function may assume); ASSUME_ROLE_EXTERNAL_ID is what those roles require; every allowed
+    region of every workload account forwards the events; the bus policy lists exactly the
+    workload accounts; management/ applies what infra/ applies."""
+    problems = []
+    account = management_account(docs)
+    workloads = {}
+    for d in (d for d in docs if (d.api_version, d.kind) == ("aws.m.upbound.io/v1beta1", "ProviderConfig")):
+        chain = d.body["spec"].get("assumeRoleChain") or [{}]
+        m = re.fullmatch(r"arn:aws:iam::(\d{12}):role/[\w+=,.@/-]+", chain[-1].get("roleARN", ""))
+        if not m or d.namespace != f"crossplane-lambda-{m.group(1)}":
+            problems.append(f"{d.where()}: must assume a role of the account its namespace names")
+            continue
+        workloads[m.group(1)] = d.namespace
+    if len(workloads) < 2:
+        problems.append(f"the example has {len(workloads)} workload accounts")
+    external_ids = member_external_ids(docs)
+    forwarded = forwarded_patterns(docs)[0]
+    wanted = set().union(*delivered_patterns(docs).values())
+    functions = [d for d in docs if d.kind == "Function" and d.api_version.startswith("lambda.")]
+    for f in functions:
+        function = f.name.removeprefix("crossplane-lambda-")
+        env = _forward(f).get("environment", {}).get("variables", {})
+        if any(key not in env for key in MEMBER_SETTINGS):
+            problems.append(f"{f.where()}: sets {[k for k in MEMBER_SETTINGS if k in env]}, not all of {list(MEMBER_SETTINGS)}")
+            continue
+        allowed = [a.strip() for a in env["ALLOWED_ACCOUNTS"].split(",")]
+        if sorted(allowed) != sorted({account, *workloads}):
+            problems.append(f"{f.where()}: ALLOWED_ACCOUNTS {env['ALLOWED_ACCOUNTS']}: not the management "
+                            f"account and the workload accounts {sorted(workloads)}")
+        policy = next(d for d in docs if d.kind == "Policy" and d.name == f.name)
+        assumable = [r for s in _statements(_forward(policy)["policy"]) if "sts:AssumeRole" in _listed(s.get("Action"))
+                     for r in _listed(s.get("Resource"))]
+        for workload, namespace in sorted(workloads.items()):
+            arn = env["ASSUME_ROLE_ARN_TEMPLATE"].replace("{account}", workload).replace("{function}", function)
+            roles = [d for d in docs if d.kind == "Role" and d.namespace == namespace
+                     and arn == f"arn:aws:iam::{workload}:role/{aws_name(d)}"]
+            if len(roles) != 1:
+                problems.append(f"{f.where()}: ASSUME_ROLE_ARN_TEMPLATE gives {arn}, which {namespace} does not define")
+            if not any(re.fullmatch(re.escape(r).replace(r"\*", "[^:]*"), arn) for r in assumable):
+                problems.append(f"{f.where()}: its policy does not let it assume {arn}")
+            if external_ids.get((namespace, function)) != env["ASSUME_ROLE_EXTERNAL_ID"]:
+                problems.append(f"{f.where()}: ASSUME_ROLE_EXTERNAL_ID is not the ExternalId its role in {namespace} requires")
+            for region in (r.strip() for r in env["ALLOWED_REGIONS"].split(",")):
+                if not wanted <= forwarded.get((namespace, region), set()):
+                    problems.append(f"{namespace}: the events of {region} (an ALLOWED_REGIONS of {f.name}) are not forwarded")
+    if len(functions) != len(FUNCTIONS):
+        problems.append(f"the example renders {len(functions)} functions")
+    buses = [d for d in docs if d.kind == "BusPolicy"]
+    for d in buses:
+        for s in _statements(_forward(d)["policy"]):
+            principals = sorted(re.sub(r"^arn:aws:iam::(\d{12}):root$", r"\1", p) for p in _listed((s.get("Principal") or {}).get("AWS")))
+            if principals != sorted(workloads):
+                problems.append(f"{d.where()}: lets {principals} put events, not the workload accounts {sorted(workloads)}")
+            callers = _listed(((s.get("Condition") or {}).get("ArnEquals") or {}).get("aws:PrincipalArn"))
+            if callers and sorted(callers) != sorted(f"arn:aws:iam::{w}:role/crossplane-lambda-forward-events" for w in workloads):
+                problems.append(f"{d.where()}: aws:PrincipalArn {callers}: not each workload account's forwarding role")
+    if len(buses) != 1:
+        problems.append(f"the example renders {len(buses)} BusPolicies, not one")
+    applied = {(INFRA / r).resolve() for r in _kustomization(INFRA).get("resources") or []}
+    management = {(example / "management" / r).resolve() for r in _kustomization(example / "management").get("resources") or []}
+    if management - {(MEMBER / "management").resolve()} != applied:
+        problems.append(f"{(example / 'management').relative_to(ROOT)}: its resources are not those of "
+                        "infra/kustomization.yaml (and member-account/management)")
     return problems

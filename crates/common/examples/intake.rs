@@ -46,6 +46,10 @@ fn main() {
                 .collect();
             (json!({"transport": "sqs", "records": records}), true)
         }
+        Ok(Intake::Sweep(request)) => (
+            json!({"transport": "direct", "sweep": {"continues": request.continuation.is_some()}}),
+            true,
+        ),
         Err(e) => (json!({"error": e.to_string()}), false),
     };
     println!("{output}");

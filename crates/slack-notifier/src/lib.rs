@@ -40,6 +40,15 @@ pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
     ("DynamoDB.DeleteItem", &["dynamodb:DeleteItem"]),
 ];
 
+/// The AWS_OPERATIONS always made with the function's own (home) credentials, never a member's.
+pub const HOME_OPERATIONS: &[&str] = &[
+    "Secrets Manager.GetSecretValue",
+    "DynamoDB.PutItem",
+    "DynamoDB.GetItem",
+    "DynamoDB.UpdateItem",
+    "DynamoDB.DeleteItem",
+];
+
 /// The configuration, from the environment (documented in the README).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
