@@ -126,12 +126,7 @@ impl<H: Handler, R: Requeue> Fleet<H, R> {
         if target.account == home.account {
             return Ok(self.home.clone().into_builder().region(region).build());
         }
-        let allowed = self
-            .settings
-            .guard
-            .allowed_accounts
-            .iter()
-            .any(|a| *a == target.account);
+        let allowed = self.settings.guard.allowed_accounts.contains(&target.account);
         let (true, Some(assume)) = (allowed, &self.settings.assume) else {
             return Err(HandlerError::Permanent(
                 format!(
@@ -225,6 +220,9 @@ impl<H: Handler, R: Requeue + 'static> Handler for Fleet<H, R> {
     }
 
     async fn sweep(&self, request: SweepRequest, invocation: &Invocation) -> Result<Value, HandlerError> {
+        if !H::SWEEPS {
+            return Err(crate::runtime::does_not_sweep(self.function));
+        }
         let targets = sweep::targets(&self.settings.guard, &invocation.scope);
         // Boxed: the sweep's future nests every handler's, deeper than the compiler's default
         // layout limit allows inline.

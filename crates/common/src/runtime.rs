@@ -186,6 +186,9 @@ pub trait Handler: Send + Sync + 'static {
         invocation: &Invocation,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
 
+    /// Whether this function converges in a sweep (then it lists with [`Handler::list_managed`]).
+    const SWEEPS: bool = false;
+
     /// One page of the resources this function converges in a sweep, in the account and region
     /// its clients act in (ARCHITECTURE.md §11). The default: the function does not sweep.
     fn list_managed(&self, _token: Option<&str>) -> impl Future<Output = Result<Page, HandlerError>> + Send {
@@ -205,7 +208,7 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-fn does_not_sweep(function: &str) -> HandlerError {
+pub(crate) fn does_not_sweep(function: &str) -> HandlerError {
     HandlerError::Invalid(IntakeError::new("sweep", format!("{function} does not sweep")))
 }
 

@@ -587,6 +587,8 @@ where
         NAME
     }
 
+    const SWEEPS: bool = true;
+
     /// A sweep converges RDS instances and clusters: the kinds with connection details.
     async fn list_managed(&self, token: Option<&str>) -> Result<Page, HandlerError> {
         let databases: Vec<&'static KnownKind> = KNOWN_KINDS.iter().filter(|k| k.service == "rds").collect();

@@ -8,10 +8,12 @@ pub mod change;
 pub mod message;
 pub mod webhook;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use common::aws::CallCounter;
+use common::fleet::{Fleet, FleetSettings};
 use common::idempotency::{Config, DynamoStore, Effect, Expiry, Idempotency, OnUncertain, Ran};
 use common::model::Lifecycle;
 use common::resolve::{Arn, Guard};
@@ -137,26 +139,27 @@ impl Settings {
     }
 }
 
+/// The notifier in one account and region: its reads of the resource there, and what every
+/// account and region shares.
 pub struct SlackNotifier {
     tagging: TaggingApi,
     rds: aws_sdk_rds::Client,
+    home: Arc<Home>,
+}
+
+/// What the notifier keeps in its own account whatever account a resource is in: the
+/// idempotency table, the webhook, and the pacing of posts to the one Slack channel.
+struct Home {
     idempotency: Idempotency<DynamoStore>,
     webhook: WebhookSource,
     poster: Poster,
     settings: Settings,
 }
 
-impl SlackNotifier {
-    /// Builds the SDK and HTTP clients, once per execution environment (on its first invocation). `counter` counts every AWS call.
-    pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Result<Self, String> {
+impl Home {
+    fn new(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Result<Self, String> {
         settings.idempotency.check()?;
-        let rds = common::sdk_client!(aws_sdk_rds, sdk, counter);
-        Ok(SlackNotifier {
-            tagging: TaggingApi::new(
-                common::sdk_client!(aws_sdk_resourcegroupstagging, sdk, counter),
-                rds.clone(),
-            ),
-            rds,
+        Ok(Home {
             idempotency: Idempotency::new(
                 DynamoStore::new(
                     common::sdk_client!(aws_sdk_dynamodb, sdk, counter),
@@ -174,22 +177,57 @@ impl SlackNotifier {
             settings,
         })
     }
+}
+
+/// The notifier in every account and region it may act in (main.rs): it reads a resource with
+/// that account's credentials, and announces through its own table, webhook and pacing.
+pub fn fleet(
+    sdk: SdkConfig,
+    settings: Settings,
+    fleet: FleetSettings,
+    counter: Option<&CallCounter>,
+) -> Result<Fleet<SlackNotifier>, String> {
+    let home = Arc::new(Home::new(&sdk, settings, counter)?);
+    let counter = counter.cloned();
+    Ok(Fleet::new(NAME, sdk, fleet, (), move |at| {
+        SlackNotifier::at(at, Arc::clone(&home), counter.as_ref())
+    }))
+}
+
+impl SlackNotifier {
+    /// Builds the SDK and HTTP clients for the function's own account and region. `counter` counts every AWS call.
+    pub fn from_sdk_config(sdk: &SdkConfig, settings: Settings, counter: Option<&CallCounter>) -> Result<Self, String> {
+        let home = Arc::new(Home::new(sdk, settings, counter)?);
+        Ok(Self::at(sdk, home, counter))
+    }
+
+    fn at(sdk: &SdkConfig, home: Arc<Home>, counter: Option<&CallCounter>) -> Self {
+        let rds = common::sdk_client!(aws_sdk_rds, sdk, counter);
+        SlackNotifier {
+            tagging: TaggingApi::new(
+                common::sdk_client!(aws_sdk_resourcegroupstagging, sdk, counter),
+                rds.clone(),
+            ),
+            rds,
+            home,
+        }
+    }
 
     async fn notify(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
-        if let Some(skipped) = answer::unwanted(&self.settings.notify_on, event.lifecycle) {
+        if let Some(skipped) = answer::unwanted(&self.home.settings.notify_on, event.lifecycle) {
             return Ok(skipped);
         }
         let lookup = change::Lookup {
             tagging: &self.tagging,
             rds: &self.rds,
-            store: self.idempotency.store(),
-            guard: &self.settings.guard,
+            store: self.home.idempotency.store(),
+            guard: &self.home.settings.guard,
         };
         let change = match change::identify(NAME, event, invocation, &lookup).await? {
             Identified::Change(change) => *change,
             Identified::NotAnnounced(outcome) => return Ok(outcome),
         };
-        let webhook = self.webhook.get().await?;
+        let webhook = self.home.webhook.get().await?;
         let Change {
             key,
             description,
@@ -210,10 +248,11 @@ impl SlackNotifier {
         });
         let owner = format!("{}:{}", invocation.request_id, event.id);
         let ran = self
+            .home
             .idempotency
             .run(key, description, &owner, invocation.deadline, |deadline| {
                 let (webhook, payload, change, store) = (&webhook, &payload, &change, lookup.store);
-                let expiry = &self.settings.idempotency.expiry;
+                let expiry = &self.home.settings.idempotency.expiry;
                 async move {
                     // A readiness is remembered before it is posted: if remembering fails, nothing
                     // is posted and the claim is released for a retry.
@@ -222,7 +261,11 @@ impl SlackNotifier {
                     {
                         return Effect::Failed(error);
                     }
-                    let posted = self.poster.post(webhook, payload, deadline, &invocation.metrics).await;
+                    let posted = self
+                        .home
+                        .poster
+                        .post(webhook, payload, deadline, &invocation.metrics)
+                        .await;
                     answer::effect(posted, event.lifecycle, description)
                 }
             })
@@ -232,7 +275,7 @@ impl SlackNotifier {
             Ran::Acted { .. } if change.lifecycle == Lifecycle::Deleted => change::remember_lifetime(
                 &change,
                 lookup.store,
-                &self.settings.idempotency.expiry,
+                &self.home.settings.idempotency.expiry,
             )
             .await
             .err()
@@ -247,7 +290,7 @@ impl SlackNotifier {
 
     /// The claim protocol (tests reach its records through it).
     pub fn idempotency(&self) -> &Idempotency<DynamoStore> {
-        &self.idempotency
+        &self.home.idempotency
     }
 
     /// The change `event` reports, as the notifier identifies it (tests compute keys with it).
@@ -255,8 +298,8 @@ impl SlackNotifier {
         let lookup = change::Lookup {
             tagging: &self.tagging,
             rds: &self.rds,
-            store: self.idempotency.store(),
-            guard: &self.settings.guard,
+            store: self.home.idempotency.store(),
+            guard: &self.home.settings.guard,
         };
         change::identify(NAME, event, invocation, &lookup).await
     }

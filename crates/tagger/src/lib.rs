@@ -239,6 +239,8 @@ where
         self.tag(event, invocation).await
     }
 
+    const SWEEPS: bool = true;
+
     /// A sweep converges every kind the suite knows.
     async fn list_managed(&self, token: Option<&str>) -> Result<Page, HandlerError> {
         let kinds: Vec<&'static KnownKind> = KNOWN_KINDS.iter().collect();

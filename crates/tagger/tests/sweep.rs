@@ -28,12 +28,15 @@ const POLICY: &str = "/tests/tagger-sweep/policy";
 const WINDOW: Duration = Duration::from_millis(800);
 const RESERVE: Duration = Duration::from_millis(400);
 
+/// A continuation: the function it is sent to, and its payload.
+type Continuation = (String, Vec<u8>);
+
 /// Records each continuation instead of invoking the function: the test invokes it.
 #[derive(Clone, Default)]
-struct Continuations(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+struct Continuations(Arc<Mutex<Vec<Continuation>>>);
 
 impl Continuations {
-    fn take(&self) -> Option<(String, Vec<u8>)> {
+    fn take(&self) -> Option<Continuation> {
         self.0.lock().unwrap().pop()
     }
 }
@@ -71,7 +74,7 @@ fn tags_for(kind_tag: &str, name: &str, made: Made) -> Vec<(String, String)> {
     found.extend(tags(&[("managed-by", "crossplane"), ("owner", "payments-team")]));
     match made {
         Made::Compliant => found.extend(tags(&[("cost-center", "platform")])),
-        Made::Drifted if name.len() % 2 == 0 => found.extend(tags(&[("cost-center", "changed-by-hand")])),
+        Made::Drifted if name.len().is_multiple_of(2) => found.extend(tags(&[("cost-center", "changed-by-hand")])),
         _ => {}
     }
     found
