@@ -324,6 +324,9 @@ pub struct ResourceEvent {
     /// resource is then that secret, known by ARN only; the database that owns it is found by the
     /// handler that cares (secret-syncer), and the event is `Observed` for the others.
     pub rotated_secret: Option<String>,
+    /// The live resource's tags as a sweep's listing read them a moment ago: resolution uses
+    /// them instead of reading them again (the one read per resource a sweep would repeat).
+    pub listed_tags: Option<crate::resolve::Tags>,
 }
 
 impl ResourceEvent {
@@ -376,6 +379,7 @@ impl ResourceEvent {
             message: judged.message,
             resource,
             rotated_secret: None,
+            listed_tags: None,
         }
     }
 }

@@ -26,6 +26,27 @@ pub trait TagReader: Send + Sync {
     ) -> impl Future<Output = Result<Vec<(String, Tags)>, AwsError>> + Send;
 }
 
+/// A [`TagReader`] that answers for one resource with the tags a listing just read (a sweep's),
+/// and asks `reader` for everything else.
+pub struct Listed<'a, R> {
+    pub arn: Option<&'a str>,
+    pub tags: Option<&'a Tags>,
+    pub reader: &'a R,
+}
+
+impl<R: TagReader> TagReader for Listed<'_, R> {
+    async fn tags_of(&self, arn: &str) -> Result<Option<Tags>, AwsError> {
+        match (self.arn, self.tags) {
+            (Some(listed), Some(tags)) if listed == arn => Ok(Some(tags.clone())),
+            _ => self.reader.tags_of(arn).await,
+        }
+    }
+
+    async fn find_by_tags(&self, resource_type: &str, tags: &[(&str, &str)]) -> Result<Vec<(String, Tags)>, AwsError> {
+        self.reader.find_by_tags(resource_type, tags).await
+    }
+}
+
 /// The AWS partition a region belongs to.
 pub fn partition(region: &str) -> &'static str {
     if region.starts_with("cn-") {
@@ -678,5 +699,39 @@ mod tests {
         assert_eq!(resolved.resource.name, "orders-db-claim");
         assert_eq!(resolved.resource.namespace.as_deref(), Some("team-z"));
         assert!(resolved.resource.identity_verified);
+    }
+
+    #[tokio::test]
+    async fn listed_tags_answer_for_their_resource_only() {
+        let listed_arn = "arn:aws:dynamodb:us-east-1:111111111111:table/orders";
+        let tags: Tags = [(
+            "crossplane-kind".to_string(),
+            "table.dynamodb.aws.upbound.io".to_string(),
+        )]
+        .into();
+        let store = Store(Vec::new());
+        let reader = Listed {
+            arn: Some(listed_arn),
+            tags: Some(&tags),
+            reader: &store,
+        };
+        assert_eq!(reader.tags_of(listed_arn).await.unwrap(), Some(tags.clone()));
+        assert_eq!(
+            reader
+                .tags_of("arn:aws:dynamodb:us-east-1:111111111111:table/other")
+                .await
+                .unwrap(),
+            None
+        );
+        let unlisted = Listed {
+            arn: Some(listed_arn),
+            tags: None,
+            reader: &store,
+        };
+        assert_eq!(
+            unlisted.tags_of(listed_arn).await.unwrap(),
+            None,
+            "without listed tags: read"
+        );
     }
 }

@@ -97,7 +97,12 @@ pub async fn resolve_event(
     guard: &crate::resolve::Guard,
     reader: &impl crate::resolve::TagReader,
 ) -> Result<Resolution, HandlerError> {
-    match crate::resolve::resolve(&event.resource, &invocation.scope, guard, reader).await {
+    let reader = crate::resolve::Listed {
+        arn: event.resource.arn.as_deref(),
+        tags: event.listed_tags.as_ref(),
+        reader,
+    };
+    match crate::resolve::resolve(&event.resource, &invocation.scope, guard, &reader).await {
         Ok(resolved) => Ok(Resolution::Resolved(Box::new(resolved))),
         Err(why) => unresolved(why).map(Resolution::Answered),
     }

@@ -108,11 +108,14 @@ pub enum Listing {
     Done,
 }
 
-/// A resource a listing found: its ARN, and the `crossplane-kind` tag it carried.
+/// A resource a listing found: its ARN, the `crossplane-kind` tag it carried, and all its tags
+/// (not kept in a continuation: read again after one, as they may have changed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listed {
     pub arn: String,
     pub kind: String,
+    #[serde(skip)]
+    pub tags: Option<crate::resolve::Tags>,
 }
 
 /// One page of a listing.
@@ -269,7 +272,9 @@ pub trait Sweepable: Send + Sync {
 /// The event a sweep makes for one listed resource: an update of the managed resource whose
 /// identity the live resource's Crossplane tags establish (read again during resolution).
 pub fn event_for(listed: &Listed, sweep: &str) -> ResourceEvent {
-    update_of(listed, format!("{sweep}:{}", listed.arn), SOURCE)
+    let mut event = update_of(listed, format!("{sweep}:{}", listed.arn), SOURCE);
+    event.listed_tags = listed.tags.clone();
+    event
 }
 
 /// An update of the managed resource behind a live resource known by its ARN and `crossplane-kind`
@@ -549,6 +554,7 @@ mod tests {
         let listed = Listed {
             arn: "arn:aws:rds:eu-west-1:222222222222:db:orders".into(),
             kind: "instance.rds.aws.m.upbound.io".into(),
+            tags: None,
         };
         let event = event_for(&listed, "sweep-1");
         assert_eq!(event.lifecycle, crate::model::Lifecycle::Updated);
@@ -558,10 +564,25 @@ mod tests {
         assert_eq!(event.resource.region.as_deref(), Some("eu-west-1"));
         assert_eq!(event.resource.kind, "Instance");
         assert!(!event.resource.identity_verified, "the live tags decide who manages it");
+        assert_eq!(
+            event.listed_tags, None,
+            "not listed with its tags: read during resolution"
+        );
+        let with_tags = Listed {
+            tags: Some([("crossplane-name".to_string(), "orders".to_string())].into()),
+            ..listed.clone()
+        };
+        assert_eq!(event_for(&with_tags, "s").listed_tags, with_tags.tags);
+        let continued: Listed = serde_json::from_value(serde_json::to_value(&with_tags).unwrap()).unwrap();
+        assert_eq!(
+            continued.tags, None,
+            "a continuation carries no tags: they are read again"
+        );
         let bucket = event_for(
             &Listed {
                 arn: "arn:aws:s3:::logs".into(),
                 kind: "bucket.s3.aws.upbound.io".into(),
+                tags: None,
             },
             "s",
         );

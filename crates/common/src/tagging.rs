@@ -147,6 +147,7 @@ impl Inventory for TaggingApi {
                 kind_tags.iter().any(|k| k == kind).then(|| Listed {
                     arn: arn.to_string(),
                     kind: kind.to_string(),
+                    tags: Some(tags_of_mapping(mapping)),
                 })
             })
             .collect();

@@ -127,6 +127,7 @@ impl Inventory for Fake {
             .map(|arn| Listed {
                 arn: arn.clone(),
                 kind: "instance.rds.aws.m.upbound.io".into(),
+                tags: None,
             })
             .collect();
         Ok(Page { resources, next: None })

@@ -419,6 +419,7 @@ impl<T: TagReader, D: Databases, S: SecretStore, P: ParameterStore> SecretSyncer
                 "instance.rds.aws.m.upbound.io"
             }
             .to_string(),
+            tags: None,
         };
         let owner_event = common::sweep::update_of(&listed, event.id.clone(), &event.source);
         let outcome = self.sync(&owner_event, invocation).await?;
