@@ -13,7 +13,7 @@ CARGO_LAMBDA := .venv/bin/cargo-lambda lambda
 WATCH_ADDRESS := 127.0.0.1
 WATCH_PORT := 9000
 
-.PHONY: all build test mutants lint bench demo package deploy publish invoke watch setup clean
+.PHONY: all build test mutants lint bench bench-sweep demo package deploy publish invoke watch setup clean
 
 all: build
 
@@ -45,6 +45,11 @@ mutants:
 bench: setup
 	for p in $(FUNCTIONS) echo; do cargo build --release --package $$p || exit 1; done
 	$(TESTBED)/run.sh .venv/bin/python bench/run.py $(BENCH_ARGS)
+
+## Sweep throughput against moto (crates/tagger/examples/sweep_throughput.rs): resources per second
+## and AWS calls per resource, beside one event per resource; BENCH_SWEEP_ARGS='--resources 1000'.
+bench-sweep: setup
+	$(TESTBED)/run.sh cargo run --release --package tagger --example sweep_throughput -- $(BENCH_SWEEP_ARGS)
 
 ## The main job on local defaults: moto as AWS, the tagger through cargo lambda.
 demo: setup

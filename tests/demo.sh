@@ -10,8 +10,10 @@
 # 4. The same event again: nothing changes (no write call).
 # 5. An SQS batch with one invalid record, and a payload that is not JSON at all.
 # 6. secret-syncer publishes the instance's connection details to Secrets Manager and SSM
-#    (password included, masked in this output), a replay writes nothing, a delete retains.
-# 7. slack-notifier tells the local Slack sink once; a replay and the same change from another
+#    (password included, masked in this output), a replay writes nothing.
+# 7. Convergence: a tag removed by hand is restored by a sweep; a rotation of the master password
+#    re-syncs the published secret, and its replay writes nothing. Then a delete retains.
+# 8. slack-notifier tells the local Slack sink once; a replay and the same change from another
 #    source (Knative) post nothing more.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,6 +73,29 @@ aws parameters /crossplane/team-a/orders-db
 
 say "The same event again: read, compare, nothing written (still one version)"
 call secret-syncer events/ready.namespaced.json | pretty
+aws secret crossplane/team-a/orders-db/connection | tail -1
+
+say "Convergence: someone removes the cost-center tag by hand, and no event will come"
+aws untag "$arn" cost-center
+aws tags "$arn" --json > "$before"
+say "The hourly sweep (EventBridge Scheduler sends {\"sweep\": {}}; here, at once): it lists what Crossplane manages and converges it"
+sweep=$(mktemp)
+echo '{"sweep": {}}' > "$sweep"
+invoke "$sweep" | pretty
+say "Tags after the sweep (+ added, ~ changed)"
+aws tags "$arn" --before "$before"
+
+say "RDS rotates the master password; Secrets Manager's RotationSucceeded reaches secret-syncer"
+master=$(aws master-secret orders-db)
+aws rotate "$master"
+rotation=$(mktemp)
+"$root/.venv/bin/python" -c 'import json,sys; e=json.load(open(sys.argv[1])); e["detail"]["additionalEventData"]["SecretId"]=sys.argv[2]; print(json.dumps(e))' \
+  events/eventbridge.secretsmanager-rotation-succeeded.json "$master" > "$rotation"
+call secret-syncer "$rotation" | pretty
+say "The published secret follows the rotation (a new version; the password masked here)"
+aws secret crossplane/team-a/orders-db/connection | tail -1
+say "The rotation event again: nothing written"
+call secret-syncer "$rotation" | pretty
 aws secret crossplane/team-a/orders-db/connection | tail -1
 
 say "The database is deleted: with the default DELETE_POLICY=retain the details are kept"

@@ -35,12 +35,20 @@ ALLOWED = {
     "kubectl apply -k infra/triggers/queue": CLUSTER,
     "kubectl apply -f infra/examples/postgres-instance.yaml": CLUSTER,
     "kubectl apply -k infra": CLUSTER,
+    "kubectl apply -k infra/triggers/sweep": CLUSTER,
+    "kubectl apply -k infra/examples/many-accounts": CLUSTER,
+    "kubectl get managed -n crossplane-lambda-210987654321": CLUSTER,
+    "kubectl kustomize infra/examples/many-accounts": "needs kubectl, which the test bed does not install; "
+        "tests/infra renders the same kustomization (and compares its rendering with kubectl's where it is installed)",
     "cargo lambda watch": "names cargo lambda's emulator, which make watch runs (run here)",
     "cargo lambda invoke": "names cargo lambda's client, which make invoke runs (run here)",
     "cargo lambda invoke --data-file events/…": "describes tests/tests/cargo_lambda.rs, run by make test",
     "make bench": "a benchmark, not a test: minutes of timed runs whose figures go to BENCHMARKS.md; make test "
                   "runs its Runtime API under the concurrent-mode test (tests/runtime)",
     "make bench BENCH_ARGS='--runs 3 --json bench.json'": "make bench, with fewer runs (see make bench)",
+    "make bench-sweep": "a benchmark, not a test: a release build and a sweep over hundreds of resources; "
+                        "make test runs its harness on a few (tests/runtime/test_sweep_bench.py)",
+    "make bench-sweep BENCH_SWEEP_ARGS='--resources 1000'": "make bench-sweep, with more resources",
     "make mutants": "every mutant of the pure core, over an hour on two cores; make test runs "
                     "tests/mutants/changed.sh, the same tool over the lines changed since the last full run",
 }

@@ -101,6 +101,25 @@ def put_secret(args):
     client("secretsmanager").create_secret(Name=args.name, SecretString=args.value)
 
 
+def untag(args):
+    """A tag removed by hand: no event will tell the functions."""
+    client("rds").remove_tags_from_resource(ResourceName=args.arn, TagKeys=[args.key])
+
+
+def master_secret(args):
+    """The ARN of the master user secret RDS manages for the instance."""
+    found = client("rds").describe_db_instances(DBInstanceIdentifier=args.id)["DBInstances"][0]
+    print(found["MasterUserSecret"]["SecretArn"])
+
+
+def rotate(args):
+    """What a rotation of the RDS-managed master secret does: a new password in a new version."""
+    secrets = client("secretsmanager")
+    current = json.loads(secrets.get_secret_value(SecretId=args.secret)["SecretString"])
+    current["password"] = "rotated-" + os.urandom(9).hex()
+    secrets.put_secret_value(SecretId=args.secret, SecretString=json.dumps(current))
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +150,16 @@ def main():
     p.add_argument("name")
     p.add_argument("value")
     p.set_defaults(run=put_secret)
+    p = sub.add_parser("untag")
+    p.add_argument("arn")
+    p.add_argument("key")
+    p.set_defaults(run=untag)
+    p = sub.add_parser("master-secret")
+    p.add_argument("id")
+    p.set_defaults(run=master_secret)
+    p = sub.add_parser("rotate")
+    p.add_argument("secret")
+    p.set_defaults(run=rotate)
     args = parser.parse_args()
     args.run(args)
 

@@ -1,4 +1,4 @@
-//! Many accounts and regions (ARCHITECTURE.md §11): one handler per account and region, built on
+//! Many accounts and regions (ARCHITECTURE.md §12): one handler per account and region, built on
 //! first use and kept for the life of the execution environment. In the function's own account
 //! its clients use the function's credentials; in another, those of a role assumed there
 //! (`ASSUME_ROLE_ARN_TEMPLATE`, `ASSUME_ROLE_EXTERNAL_ID`), refreshed before they expire by the

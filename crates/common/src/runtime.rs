@@ -195,7 +195,7 @@ pub trait Handler: Send + Sync + 'static {
     const SWEEPS: bool = false;
 
     /// One page of the resources this function converges in a sweep, in the account and region
-    /// its clients act in (ARCHITECTURE.md §11). The default: the function does not sweep.
+    /// its clients act in (ARCHITECTURE.md §12). The default: the function does not sweep.
     fn list_managed(&self, _token: Option<&str>) -> impl Future<Output = Result<Page, HandlerError>> + Send {
         let name = self.name();
         async move { Err(does_not_sweep(name)) }

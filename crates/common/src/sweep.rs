@@ -1,4 +1,4 @@
-//! Convergence without events (ARCHITECTURE.md §11): a scheduled sweep lists every resource
+//! Convergence without events (ARCHITECTURE.md §12): a scheduled sweep lists every resource
 //! Crossplane manages in each account and region the function may act on, and converges each
 //! one exactly as an event about it would (the handler is the same; the event is made here).
 //!

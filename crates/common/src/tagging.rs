@@ -113,7 +113,7 @@ impl TagReader for TaggingApi {
 
 impl Inventory for TaggingApi {
     /// One page (at most 100) of the resources of these kinds that Crossplane manages: the ones
-    /// whose `crossplane-kind` tag names one of them (a sweep's listing, ARCHITECTURE.md §11).
+    /// whose `crossplane-kind` tag names one of them (a sweep's listing, ARCHITECTURE.md §12).
     /// Anything else the API returns is dropped: a lax implementation cannot widen the sweep.
     async fn managed_page(&self, kinds: &[&'static KnownKind], token: Option<&str>) -> Result<Page, AwsError> {
         let kind_tags = crate::kinds::crossplane_kind_tags(kinds);

@@ -39,7 +39,7 @@ pub enum Intake {
     Sqs(Vec<SqsRecord>),
     /// A Function URL or API Gateway v2 request: answered with an HTTP status.
     Http(Result<Vec<ResourceEvent>, IntakeError>),
-    /// A sweep (ARCHITECTURE.md §11): `{"sweep": {…}}`, or EventBridge's `Scheduled Event`.
+    /// A sweep (ARCHITECTURE.md §12): `{"sweep": {…}}`, or EventBridge's `Scheduled Event`.
     Sweep(SweepRequest),
 }
 
@@ -184,6 +184,31 @@ pub(crate) fn ready_cloudevent(id: &str, name: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_is_its_own_payload_or_a_scheduled_event() {
+        let sweep = |payload: Value| match read_value(payload) {
+            Ok(Intake::Sweep(request)) => Some(request),
+            _ => None,
+        };
+        use serde_json::json;
+        assert_eq!(sweep(json!({"sweep": {}})), Some(SweepRequest::default()));
+        let scheduled = json!({"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+                               "account": "123456789012", "time": "2026-12-01T00:00:00Z", "region": "us-east-1",
+                               "resources": [], "detail": {}});
+        assert_eq!(sweep(scheduled.clone()), Some(SweepRequest::default()));
+        // Anything else is not a sweep: another field beside it, another detail-type or source.
+        assert_eq!(sweep(json!({"sweep": {}, "id": "x"})), None);
+        let mut other = scheduled.clone();
+        other["detail-type"] = json!("Something Else");
+        assert_eq!(sweep(other), None);
+        let mut other = scheduled;
+        other["source"] = json!("custom.scheduler");
+        assert_eq!(sweep(other), None);
+        // A malformed sweep names its field.
+        let error = read_value(json!({"sweep": {"continuation": 5}})).unwrap_err();
+        assert!(error.to_string().contains("sweep"), "{error}");
+    }
 
     #[test]
     fn refuses_what_is_not_json_too_large_or_too_deep() {
