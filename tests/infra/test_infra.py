@@ -256,7 +256,8 @@ def test_the_rotation_rule_sends_rotations_to_the_secret_syncer(docs):
     rule = next(d for d in docs if d.kind == "Rule" and d.name == "crossplane-lambda-secret-rotation")
     assert json.loads(rule.body["spec"]["forProvider"]["eventPattern"]) == {
         "source": ["aws.secretsmanager"], "detail-type": ["AWS Service Event via CloudTrail"],
-        "detail": {"eventName": ["RotationSucceeded"]}}
+        "detail": {"eventName": ["RotationSucceeded"],
+                   "additionalEventData": {"SecretId": [{"wildcard": "arn:aws:secretsmanager:*:secret:rds!*"}]}}}
     targets = [d for d in docs if d.kind == "Target"
                and d.body["spec"]["forProvider"]["ruleRef"]["name"] == "crossplane-lambda-secret-rotation"]
     assert [t.body["spec"]["forProvider"]["arn"] for t in targets] == \

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::error::HandlerError;
 use crate::model::ResourceEvent;
-use crate::resolve::{Arn, Guard, Scope, arn_of};
+use crate::resolve::{Arn, Guard, Scope, arn_of, is_region};
 use crate::runtime::{Handler, Invocation, Outcome, OutcomeKind};
 use crate::sweep::{self, Requeue, SweepRequest, SweepSettings, Sweepable, Target};
 
@@ -123,7 +123,7 @@ impl<H: Handler, R: Requeue> Fleet<H, R> {
     /// region changed; in another account, with the credentials of the role assumed there.
     async fn config_for(&self, target: &Target, home: &Scope, why: &str) -> Result<SdkConfig, HandlerError> {
         let region = Region::new(target.region.clone());
-        if target.account == home.account {
+        if target.account == home.account && self.may_act_at_home(home) {
             return Ok(self.home.clone().into_builder().region(region).build());
         }
         let allowed = self.settings.guard.allowed_accounts.contains(&target.account);
@@ -156,6 +156,12 @@ impl<H: Handler, R: Requeue> Fleet<H, R> {
             .region(region)
             .credentials_provider(credentials)
             .build())
+    }
+
+    /// The function's own account is where it acts unless `ALLOWED_ACCOUNTS` lists others only.
+    fn may_act_at_home(&self, home: &Scope) -> bool {
+        let allowed = &self.settings.guard.allowed_accounts;
+        allowed.is_empty() || allowed.contains(&home.account)
     }
 
     /// The account and region an event's resource is in: its ARN's, else the function's own
@@ -214,8 +220,20 @@ impl<H: Handler, R: Requeue + 'static> Handler for Fleet<H, R> {
         {
             return Ok(Outcome::new(OutcomeKind::Refused, Some(&arn), why));
         }
+        if let Some(region) = event.resource.region.as_deref().filter(|r| !is_region(r)) {
+            let why = format!("{region:?} is not an AWS region");
+            return Ok(Outcome::new(OutcomeKind::Refused, None, why));
+        }
         let target = Self::target_of(event, &invocation.scope);
-        let handler = self.handler_at(&target, &invocation.scope, &event.id).await?;
+        if target.account == invocation.scope.account && !self.may_act_at_home(&invocation.scope) {
+            // An S3 bucket's ARN names no account: it is looked for in the function's own.
+            let why = format!("account {} is not one this function may act on", target.account);
+            return Ok(Outcome::new(OutcomeKind::Refused, None, why));
+        }
+        // The session name tells CloudTrail which function and invocation assumed the role.
+        let handler = self
+            .handler_at(&target, &invocation.scope, &invocation.request_id)
+            .await?;
         handler.handle(event, invocation).await
     }
 
@@ -284,5 +302,86 @@ mod tests {
         );
         assert!(odd.starts_with("secret-syncer@arn-aws-rds"), "{odd}");
         assert_eq!(session_name("tagger", &"e".repeat(100)).len(), 64);
+    }
+
+    /// Never built: every event here is refused before a handler is needed.
+    struct Unreachable;
+
+    impl Handler for Unreachable {
+        fn name(&self) -> &'static str {
+            "unreachable"
+        }
+        async fn handle(&self, _: &ResourceEvent, _: &Invocation) -> Result<Outcome, HandlerError> {
+            Err(HandlerError::Permanent(
+                "a refused event reached a handler".to_string().into(),
+            ))
+        }
+    }
+
+    fn event(arn: Option<&str>, region: Option<&str>) -> ResourceEvent {
+        let listed = crate::sweep::Listed {
+            arn: arn
+                .unwrap_or("arn:aws:dynamodb:us-east-1:111111111111:table/orders")
+                .into(),
+            kind: "table.dynamodb.aws.upbound.io".into(),
+            tags: None,
+        };
+        let mut event = crate::sweep::update_of(&listed, "e1".into(), "test");
+        if arn.is_none() {
+            event.resource.arn = None;
+        }
+        event.resource.region = region.map(str::to_string);
+        event
+    }
+
+    /// A secret known by name only: no ARN can be built for it, so its region says where it is.
+    fn no_arn_in(region: &str) -> ResourceEvent {
+        let mut secret = event(None, Some(region));
+        secret.resource.group = "secretsmanager.aws.m.upbound.io".into();
+        secret.resource.kind = "Secret".into();
+        secret
+    }
+
+    #[tokio::test]
+    async fn refused_before_any_role_is_assumed_or_handler_built() {
+        let settings = FleetSettings {
+            guard: Guard {
+                allowed_accounts: vec!["222222222222".into()],
+                allowed_regions: vec![],
+            },
+            ..FleetSettings::default()
+        };
+        let home = SdkConfig::builder().region(Region::new("us-east-1")).build();
+        let fleet: Fleet<Unreachable> = Fleet::new("test", home, settings, (), |_| Unreachable);
+        let invocation = Invocation {
+            request_id: "r1".into(),
+            function_arn: "arn:aws:lambda:us-east-1:111111111111:function:test".into(),
+            scope: Scope {
+                account: "111111111111".into(),
+                region: "us-east-1".into(),
+            },
+            deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(30),
+            metrics: crate::metrics::Metrics::new("test", "r1"),
+        };
+        let cases = [
+            (
+                event(Some("arn:aws:dynamodb:us-east-1:333333333333:table/x"), None),
+                "account 333333333333 is not one",
+            ),
+            (no_arn_in("nowhere"), "\"nowhere\" is not an AWS region"),
+            // A bucket's ARN names no account: it is the function's own, which is not listed.
+            (
+                event(Some("arn:aws:s3:::logs"), Some("us-east-1")),
+                "account 111111111111 is not one",
+            ),
+        ];
+        for (event, why) in cases {
+            let outcome = fleet.handle(&event, &invocation).await.unwrap();
+            assert_eq!(outcome.kind, OutcomeKind::Refused, "{why}");
+            assert!(outcome.detail.contains(why), "{why}: {}", outcome.detail);
+        }
+        assert!(fleet.handlers.lock().await.is_empty(), "no clients built");
+        let error = fleet.sweep(SweepRequest::default(), &invocation).await.unwrap_err();
+        assert!(error.message().contains("test does not sweep"), "{error}");
     }
 }

@@ -28,13 +28,13 @@ pub trait TagReader: Send + Sync {
 
 /// A [`TagReader`] that answers for one resource with the tags a listing just read (a sweep's),
 /// and asks `reader` for everything else.
-pub struct Listed<'a, R> {
+pub struct PrefetchedTags<'a, R> {
     pub arn: Option<&'a str>,
     pub tags: Option<&'a Tags>,
     pub reader: &'a R,
 }
 
-impl<R: TagReader> TagReader for Listed<'_, R> {
+impl<R: TagReader> TagReader for PrefetchedTags<'_, R> {
     async fn tags_of(&self, arn: &str) -> Result<Option<Tags>, AwsError> {
         match (self.arn, self.tags) {
             (Some(listed), Some(tags)) if listed == arn => Ok(Some(tags.clone())),
@@ -66,6 +66,23 @@ pub fn partition(region: &str) -> &'static str {
     } else {
         "aws"
     }
+}
+
+/// Whether `name` has the form of an AWS region (`us-east-1`, `us-gov-west-1`, `eusc-de-east-1`):
+/// lower-case words joined by `-`, ending in a number. Anything else is refused before it can
+/// name an endpoint or a set of clients.
+pub fn is_region(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    let Some((number, words)) = parts.split_last() else {
+        return false;
+    };
+    words.len() >= 2
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        && !number.is_empty()
+        && number.len() <= 2
+        && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The parts of an ARN: `arn:partition:service:region:account:resource`.
@@ -196,6 +213,9 @@ impl Guard {
         }
         let region = Some(parsed.region).filter(|r| !r.is_empty()).or(resource_region);
         if let Some(region) = region {
+            if !is_region(region) {
+                return Err(format!("{region:?} is not an AWS region"));
+            }
             if partition(region) != parsed.partition {
                 return Err(format!(
                     "{arn} is in partition {}, but region {region} is in {}",
@@ -701,36 +721,70 @@ mod tests {
         assert!(resolved.resource.identity_verified);
     }
 
+    #[test]
+    fn regions_have_the_form_of_one() {
+        for region in [
+            "us-east-1",
+            "eu-west-3",
+            "us-gov-west-1",
+            "eusc-de-east-1",
+            "ap-southeast-5",
+        ] {
+            assert!(is_region(region), "{region}");
+        }
+        for name in [
+            "",
+            "us",
+            "us-east",
+            "east-1",
+            "us-east-123",
+            "US-east-1",
+            "us--1",
+            "us-east-1\n",
+            "us-east-x",
+            "us_east-1",
+        ] {
+            assert!(!is_region(name), "{name:?}");
+        }
+        let guard = Guard::default();
+        let scope = Scope {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+        };
+        let error = guard
+            .check("arn:aws:rds:Us-East-1:123456789012:db:x", None, &scope)
+            .unwrap_err();
+        assert!(error.contains("is not an AWS region"), "{error}");
+        let error = guard.check("arn:aws:s3:::logs", Some("nowhere"), &scope).unwrap_err();
+        assert!(error.contains("is not an AWS region"), "{error}");
+        assert_eq!(guard.check("arn:aws:s3:::logs", Some("eu-west-1"), &scope), Ok(()));
+    }
+
     #[tokio::test]
-    async fn listed_tags_answer_for_their_resource_only() {
+    async fn prefetched_tags_answer_for_their_resource_only() {
         let listed_arn = "arn:aws:dynamodb:us-east-1:111111111111:table/orders";
-        let tags: Tags = [(
-            "crossplane-kind".to_string(),
-            "table.dynamodb.aws.upbound.io".to_string(),
-        )]
-        .into();
-        let store = Store(Vec::new());
-        let reader = Listed {
+        let other_arn = "arn:aws:dynamodb:us-east-1:111111111111:table/other";
+        let tag = |value: &str| -> Tags { [("crossplane-name".to_string(), value.to_string())].into() };
+        let store = Store(vec![
+            (listed_arn.to_string(), tag("as read now")),
+            (other_arn.to_string(), tag("other")),
+        ]);
+        let listed = tag("as listed");
+        let reader = PrefetchedTags {
             arn: Some(listed_arn),
-            tags: Some(&tags),
+            tags: Some(&listed),
             reader: &store,
         };
-        assert_eq!(reader.tags_of(listed_arn).await.unwrap(), Some(tags.clone()));
-        assert_eq!(
-            reader
-                .tags_of("arn:aws:dynamodb:us-east-1:111111111111:table/other")
-                .await
-                .unwrap(),
-            None
-        );
-        let unlisted = Listed {
+        assert_eq!(reader.tags_of(listed_arn).await.unwrap(), Some(listed.clone()));
+        assert_eq!(reader.tags_of(other_arn).await.unwrap(), Some(tag("other")));
+        let unlisted = PrefetchedTags {
             arn: Some(listed_arn),
             tags: None,
             reader: &store,
         };
         assert_eq!(
             unlisted.tags_of(listed_arn).await.unwrap(),
-            None,
+            Some(tag("as read now")),
             "without listed tags: read"
         );
     }

@@ -97,7 +97,7 @@ pub async fn resolve_event(
     guard: &crate::resolve::Guard,
     reader: &impl crate::resolve::TagReader,
 ) -> Result<Resolution, HandlerError> {
-    let reader = crate::resolve::Listed {
+    let reader = crate::resolve::PrefetchedTags {
         arn: event.resource.arn.as_deref(),
         tags: event.listed_tags.as_ref(),
         reader,

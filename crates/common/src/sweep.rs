@@ -160,13 +160,13 @@ impl Summary {
 
     fn plus(self, other: Summary) -> Summary {
         Summary {
-            seen: self.seen + other.seen,
-            converged: self.converged + other.converged,
-            unchanged: self.unchanged + other.unchanged,
-            skipped: self.skipped + other.skipped,
-            refused: self.refused + other.refused,
-            failed: self.failed + other.failed,
-            unlisted: self.unlisted + other.unlisted,
+            seen: self.seen.saturating_add(other.seen),
+            converged: self.converged.saturating_add(other.converged),
+            unchanged: self.unchanged.saturating_add(other.unchanged),
+            skipped: self.skipped.saturating_add(other.skipped),
+            refused: self.refused.saturating_add(other.refused),
+            failed: self.failed.saturating_add(other.failed),
+            unlisted: self.unlisted.saturating_add(other.unlisted),
         }
     }
 }
@@ -315,6 +315,11 @@ pub fn update_of(listed: &Listed, id: String, source: &str) -> ResourceEvent {
     )
 }
 
+/// A sweep that has run this many invocations is stopped: a chain that long is a fault (a
+/// continuation forged or replayed in a loop), not a large estate (each invocation converges
+/// hundreds of resources).
+pub const MAX_INVOCATIONS: u32 = 1000;
+
 /// Runs one invocation of a sweep: converges what the continuation left, then lists and converges
 /// page after page, target after target, until every target is done or the deadline is near;
 /// then re-queues the continuation. Answers with the summary.
@@ -345,33 +350,40 @@ where
             totals: Summary::default(),
         },
         // A continuation is only as trusted as the payload: it may name only a target this
-        // function sweeps (and every resource still passes resolution's guard).
-        Some(continuation) if targets.contains(&continuation.target) => continuation,
-        Some(continuation) => {
-            return Err(HandlerError::Invalid(IntakeError::new(
-                "sweep.continuation.target",
-                format!(
-                    "{} is not an account and region this function sweeps",
-                    continuation.target
-                ),
-            )));
-        }
+        // function sweeps, and only resources in that target (every one still passes
+        // resolution's guard).
+        Some(continuation) => check_continuation(continuation, targets)?,
+    };
+    if state.invocations >= MAX_INVOCATIONS {
+        return Err(HandlerError::Permanent(
+            format!("sweep {} stopped after {MAX_INVOCATIONS} invocations", state.sweep).into(),
+        ));
+    }
+    // Each resource must be done, its retries included, before the reserve: what is left of it
+    // is the continuation's.
+    let bounded = Invocation {
+        deadline: invocation
+            .deadline
+            .checked_sub(settings.reserve)
+            .unwrap_or(invocation.deadline),
+        ..invocation.clone()
     };
     let mut this = Summary::default();
+    let mut progressed = false;
     let out_of_time = || invocation.remaining() <= settings.reserve;
     let finished = loop {
         if !state.pending.is_empty() {
-            let handler = fleet.handler_at(&state.target, &invocation.scope, &state.sweep).await;
-            let done = match handler {
-                Ok(handler) => converge(&*handler, &state, settings, invocation, &mut this).await,
+            let done = match fleet.handler_at(&state.target, &invocation.scope, &state.sweep).await {
+                Ok(handler) => converge(&*handler, &state, settings.concurrency, &bounded, &mut this).await,
                 Err(error) => {
                     // Credentials for the account could not be had: its resources are left for
                     // the next sweep, as failed.
                     tracing::error!(sweep = %state.sweep, target = %state.target, error = %error.message(), "cannot act in this account and region");
-                    this.failed += state.pending.len() as u64;
+                    this.failed = this.failed.saturating_add(state.pending.len() as u64);
                     state.pending.len()
                 }
             };
+            progressed |= done > 0;
             state.pending.drain(..done.min(state.pending.len()));
             if !state.pending.is_empty() {
                 break false;
@@ -383,47 +395,64 @@ where
         let token = match &state.listing {
             Listing::Start => None,
             Listing::Next(token) => Some(token.clone()),
-            Listing::Done => {
-                match targets
-                    .iter()
-                    .position(|t| *t == state.target)
-                    .and_then(|i| targets.get(i + 1))
-                {
-                    Some(next) => {
-                        state.target = next.clone();
-                        state.listing = Listing::Start;
-                        continue;
-                    }
-                    None => break true,
+            Listing::Done => match targets
+                .iter()
+                .position(|t| *t == state.target)
+                .and_then(|i| targets.get(i + 1))
+            {
+                Some(next) => {
+                    state.target = next.clone();
+                    state.listing = Listing::Start;
+                    continue;
                 }
-            }
+                None => break true,
+            },
         };
         let page = match fleet.handler_at(&state.target, &invocation.scope, &state.sweep).await {
             Ok(handler) => handler.list_managed(token.as_deref()).await,
             Err(error) => Err(error),
         };
+        progressed = true;
         match page {
             Ok(page) => {
                 tracing::debug!(sweep = %state.sweep, target = %state.target, listed = page.resources.len(), "listed");
-                this.seen += page.resources.len() as u64;
+                this.seen = this.seen.saturating_add(page.resources.len() as u64);
                 state.pending = page.resources;
                 state.listing = page.next.map_or(Listing::Done, Listing::Next);
+            }
+            Err(error) if token.is_some() && error.message().contains(TOKEN_EXPIRED) => {
+                // A continuation that waited longer than a page token lives: list this account
+                // and region again (what was converged is unchanged now, and costs no write).
+                tracing::warn!(sweep = %state.sweep, target = %state.target, "page token expired: listing again");
+                state.listing = Listing::Start;
             }
             Err(error) => {
                 // One account or region that cannot be listed (no role, denied, throttled past
                 // every retry) does not stop the others; the next sweep tries it again.
                 tracing::error!(sweep = %state.sweep, target = %state.target, error_type = error.error_type(), error = %error.message(), "listing failed");
-                this.unlisted += 1;
+                this.unlisted = this.unlisted.saturating_add(1);
                 state.listing = Listing::Done;
             }
         }
     };
     let totals = state.totals.plus(this);
+    let invocation_number = state.invocations.saturating_add(1);
     let continued = if finished {
         false
+    } else if !progressed {
+        // Nothing could be started: a continuation would be the same one, forever.
+        return Err(HandlerError::Permanent(
+            format!(
+                "sweep {}: {} ms left at the start, within the sweep's reserve of {} ms: raise the function's timeout",
+                state.sweep,
+                invocation.remaining().as_millis(),
+                settings.reserve.as_millis()
+            )
+            .into(),
+        ));
     } else {
         let next = Continuation {
-            invocations: state.invocations + 1,
+            invocations: invocation_number,
             totals,
             ..state.clone()
         };
@@ -438,7 +467,7 @@ where
     };
     let answer = json!({
         "sweep": state.sweep,
-        "invocation": state.invocations + 1,
+        "invocation": invocation_number,
         "finished": finished,
         "continued": continued,
         "this_invocation": this,
@@ -446,7 +475,7 @@ where
     });
     tracing::info!(
         sweep = %state.sweep,
-        invocation = state.invocations + 1,
+        invocation = invocation_number,
         finished,
         seen = totals.seen,
         converged = totals.converged,
@@ -460,13 +489,43 @@ where
     Ok(answer)
 }
 
-/// Converges the pending resources, `concurrency` at a time, starting none once the deadline is
-/// near. Returns how many (from the front) were done: the ones started, since they start in order.
+/// The error code (its stem) of a `GetResources` page token that has expired (they live 15
+/// minutes): the error's message starts with it.
+const TOKEN_EXPIRED: &str = "PaginationTokenExpired";
+
+/// A continuation may name only a target of this function, and pending resources only in it
+/// (an S3 bucket's ARN names neither account nor region).
+fn check_continuation(continuation: Continuation, targets: &[Target]) -> Result<Continuation, HandlerError> {
+    let invalid = |why: String| HandlerError::Invalid(IntakeError::new("sweep.continuation", why));
+    if !targets.contains(&continuation.target) {
+        return Err(invalid(format!(
+            "target {} is not an account and region this function sweeps",
+            continuation.target
+        )));
+    }
+    let elsewhere = continuation.pending.iter().find(|listed| {
+        Arn::parse(&listed.arn).is_none_or(|arn| {
+            let in_target = |part: &str, of_target: &str| part.is_empty() || part == of_target;
+            !in_target(arn.account, &continuation.target.account) || !in_target(arn.region, &continuation.target.region)
+        })
+    });
+    if let Some(listed) = elsewhere {
+        return Err(invalid(format!(
+            "pending {} is not in {}",
+            listed.arn, continuation.target
+        )));
+    }
+    Ok(continuation)
+}
+
+/// Converges the pending resources, `concurrency` at a time, starting none past the (bounded)
+/// invocation's deadline. Returns how many (from the front) were done: the ones started, since
+/// they start in order.
 async fn converge<H: Handler>(
     handler: &H,
     state: &Continuation,
-    settings: SweepSettings,
-    invocation: &Invocation,
+    concurrency: usize,
+    bounded: &Invocation,
     summary: &mut Summary,
 ) -> usize {
     let events: Vec<ResourceEvent> = state
@@ -477,14 +536,14 @@ async fn converge<H: Handler>(
     let each: Vec<_> = events
         .iter()
         .map(|event| async move {
-            if invocation.remaining() <= settings.reserve {
+            if bounded.remaining().is_zero() {
                 return None;
             }
-            Some(run_event(handler, event, invocation).await)
+            Some(run_event(handler, event, bounded).await)
         })
         .collect();
     let results: Vec<_> = futures_util::stream::iter(each)
-        .buffered(settings.concurrency.max(1))
+        .buffered(concurrency.max(1))
         .collect()
         .await;
     let done = results.iter().take_while(|r| r.is_some()).count();
@@ -650,5 +709,256 @@ mod tests {
             let error = with(Some(bad)).unwrap_err();
             assert!(error.contains("SWEEP_CONCURRENCY"), "{error}");
         }
+    }
+
+    /// A handler in one account and region over a fixed listing: it records what it converges,
+    /// each resource taking `work` (of the paused test clock).
+    struct FakeHandler {
+        pages: Vec<Vec<String>>,
+        handled: Arc<Mutex<Vec<String>>>,
+        work: Duration,
+    }
+
+    impl Handler for FakeHandler {
+        const SWEEPS: bool = true;
+
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+
+        async fn handle(&self, event: &ResourceEvent, _: &Invocation) -> Result<crate::runtime::Outcome, HandlerError> {
+            tokio::time::sleep(self.work).await;
+            let arn = event.resource.arn.clone().unwrap_or_default();
+            self.handled.lock().unwrap().push(arn.clone());
+            Ok(crate::runtime::Outcome::new(OutcomeKind::Applied, Some(&arn), "done"))
+        }
+
+        async fn list_managed(&self, token: Option<&str>) -> Result<Page, HandlerError> {
+            let index: usize = token
+                .map_or(Ok(0), str::parse)
+                .map_err(|_| HandlerError::Permanent("bad token".to_string().into()))?;
+            let resources = self.pages.get(index).cloned().unwrap_or_default();
+            Ok(Page {
+                resources: resources
+                    .into_iter()
+                    .map(|arn| Listed {
+                        arn,
+                        kind: "table.dynamodb.aws.upbound.io".into(),
+                        tags: None,
+                    })
+                    .collect(),
+                next: (index + 1 < self.pages.len()).then(|| (index + 1).to_string()),
+            })
+        }
+    }
+
+    /// Handlers for some targets; any other target cannot be reached (no role there).
+    struct FakeFleet(BTreeMap<Target, Arc<FakeHandler>>);
+
+    impl Sweepable for FakeFleet {
+        type Handler = FakeHandler;
+        async fn handler_at(&self, target: &Target, _: &Scope, _: &str) -> Result<Arc<FakeHandler>, HandlerError> {
+            self.0
+                .get(target)
+                .cloned()
+                .ok_or_else(|| HandlerError::Permanent(format!("no role in {target}").into()))
+        }
+    }
+
+    #[derive(Default)]
+    struct Captured(Mutex<Vec<Vec<u8>>>);
+
+    impl Requeue for Captured {
+        async fn requeue(&self, _: &str, payload: Vec<u8>) -> Result<(), AwsError> {
+            self.0.lock().unwrap().push(payload);
+            Ok(())
+        }
+    }
+
+    use std::sync::{Arc, Mutex};
+
+    fn target(account: &str) -> Target {
+        Target {
+            account: account.into(),
+            region: "us-east-1".into(),
+        }
+    }
+
+    fn invocation_with(left: Duration) -> Invocation {
+        Invocation {
+            request_id: "r1".into(),
+            function_arn: "arn:aws:lambda:us-east-1:111111111111:function:f".into(),
+            scope: home(),
+            deadline: tokio::time::Instant::now() + left,
+            metrics: crate::metrics::Metrics::new("f", "r1"),
+        }
+    }
+
+    fn fleet(handled: &Arc<Mutex<Vec<String>>>) -> (FakeFleet, Vec<Target>, Vec<String>) {
+        let arn = |account: &str, n: usize| format!("arn:aws:dynamodb:us-east-1:{account}:table/t{n}");
+        let mut by_target = BTreeMap::new();
+        let mut all = Vec::new();
+        for account in ["111111111111", "222222222222"] {
+            let arns: Vec<String> = (0..6).map(|n| arn(account, n)).collect();
+            all.extend(arns.iter().cloned());
+            let handler = FakeHandler {
+                pages: vec![arns[..3].to_vec(), arns[3..].to_vec()],
+                handled: Arc::clone(handled),
+                work: Duration::from_secs(1),
+            };
+            by_target.insert(target(account), Arc::new(handler));
+        }
+        // The third target has no handler: it cannot be listed.
+        let targets = vec![target("111111111111"), target("222222222222"), target("333333333333")];
+        (FakeFleet(by_target), targets, all)
+    }
+
+    fn continuation(captured: &Captured) -> Option<SweepRequest> {
+        let payload = captured.0.lock().unwrap().pop()?;
+        match crate::intake::read_payload(&payload) {
+            Ok(crate::intake::Intake::Sweep(request)) => Some(request),
+            other => panic!("not a sweep: {other:?}"),
+        }
+    }
+
+    const SETTINGS: SweepSettings = SweepSettings {
+        concurrency: 2,
+        reserve: Duration::from_secs(1),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sweep_cut_short_goes_on_where_it_stopped_and_does_each_resource_once() {
+        let handled = Arc::new(Mutex::new(Vec::new()));
+        let (fleet, targets, all) = fleet(&handled);
+        let captured = Captured::default();
+        let mut request = SweepRequest::default();
+        let mut answers = Vec::new();
+        loop {
+            let answer = sweep(
+                &fleet,
+                request,
+                &targets,
+                SETTINGS,
+                &captured,
+                &invocation_with(Duration::from_secs(4)),
+            )
+            .await
+            .unwrap();
+            answers.push(answer);
+            match continuation(&captured) {
+                Some(next) => request = next,
+                None => break,
+            }
+            assert!(answers.len() < 50, "no end: {answers:?}");
+        }
+        assert!(answers.len() >= 3, "{answers:?}");
+        assert_eq!(*handled.lock().unwrap(), all, "every resource once, in listing order");
+        let last = answers.last().unwrap();
+        assert_eq!(last["finished"], true);
+        assert_eq!(last["totals"]["seen"], 12);
+        assert_eq!(last["totals"]["converged"], 12);
+        assert_eq!(last["totals"]["unlisted"], 1, "the unreachable target, once: {last}");
+        assert_eq!(last["invocation"].as_u64(), Some(answers.len() as u64));
+        assert!(answers.iter().all(|a| a["sweep"] == "sweep-r1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sweep_with_no_time_past_its_reserve_fails_instead_of_requeueing_itself() {
+        let handled = Arc::new(Mutex::new(Vec::new()));
+        let (fleet, targets, _) = fleet(&handled);
+        let captured = Captured::default();
+        let short = invocation_with(SETTINGS.reserve / 2);
+        let error = sweep(&fleet, SweepRequest::default(), &targets, SETTINGS, &captured, &short)
+            .await
+            .unwrap_err();
+        assert!(error.message().contains("raise the function's timeout"), "{error}");
+        assert!(captured.0.lock().unwrap().is_empty(), "no continuation");
+        assert!(handled.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forged_continuation_is_refused_before_any_call() {
+        let handled = Arc::new(Mutex::new(Vec::new()));
+        let (fleet, targets, _) = fleet(&handled);
+        let captured = Captured::default();
+        let forged = |target: Target, pending: &str, invocations: u32| SweepRequest {
+            continuation: Some(Continuation {
+                sweep: "s".into(),
+                invocations,
+                target,
+                pending: vec![Listed {
+                    arn: pending.into(),
+                    kind: "table.dynamodb.aws.upbound.io".into(),
+                    tags: None,
+                }],
+                listing: Listing::Done,
+                totals: Summary::default(),
+            }),
+        };
+        let cases = [
+            (
+                forged(
+                    target("999999999999"),
+                    "arn:aws:dynamodb:us-east-1:999999999999:table/x",
+                    1,
+                ),
+                "is not an account and region this function sweeps",
+            ),
+            (
+                forged(
+                    target("111111111111"),
+                    "arn:aws:dynamodb:us-east-1:222222222222:table/x",
+                    1,
+                ),
+                "is not in 111111111111/us-east-1",
+            ),
+            (
+                forged(
+                    target("111111111111"),
+                    "arn:aws:dynamodb:eu-west-1:111111111111:table/x",
+                    1,
+                ),
+                "is not in 111111111111/us-east-1",
+            ),
+            (
+                forged(
+                    target("111111111111"),
+                    "arn:aws:dynamodb:us-east-1:111111111111:table/x",
+                    MAX_INVOCATIONS,
+                ),
+                "stopped after",
+            ),
+        ];
+        for (request, why) in cases {
+            let error = sweep(
+                &fleet,
+                request,
+                &targets,
+                SETTINGS,
+                &captured,
+                &invocation_with(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap_err();
+            assert!(error.message().contains(why), "{why}: {error}");
+        }
+        // A bucket's ARN names neither account nor region: it may be pending anywhere.
+        let bucket = forged(target("111111111111"), "arn:aws:s3:::logs", 1);
+        let answer = sweep(
+            &fleet,
+            bucket,
+            &targets,
+            SETTINGS,
+            &captured,
+            &invocation_with(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            answer["this_invocation"]["converged"],
+            1 + 6,
+            "the bucket, then the next target: {answer}"
+        );
+        assert!(handled.lock().unwrap().iter().any(|arn| arn == "arn:aws:s3:::logs"));
     }
 }

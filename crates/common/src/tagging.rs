@@ -118,6 +118,7 @@ impl Inventory for TaggingApi {
     async fn managed_page(&self, kinds: &[&'static KnownKind], token: Option<&str>) -> Result<Page, AwsError> {
         let kind_tags = crate::kinds::crossplane_kind_tags(kinds);
         let mut types: Vec<&str> = kinds.iter().map(|k| k.tagging_type).collect();
+        types.sort_unstable();
         types.dedup();
         let page = self
             .client

@@ -717,6 +717,13 @@ async fn a_rotation_resyncs_the_database_that_owns_the_secret_and_a_replay_write
     assert_eq!(outcome, "unchanged", "{detail}");
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 
+    // Without INCLUDE_PASSWORD nothing published holds the password: nothing to read or write.
+    fake.world().calls.clear();
+    let (outcome, detail) = run(&self::syncer(&fake, settings()), &rotation(MASTER)).await.unwrap();
+    assert_eq!(outcome, "skipped", "{detail}");
+    assert!(detail.contains("INCLUDE_PASSWORD is off"), "{detail}");
+    assert!(fake.world().calls.is_empty(), "{:?}", fake.world().calls);
+
     let stranger = "arn:aws:secretsmanager:us-east-1:123456789012:secret:someone-else-AbCdEf";
     fake.world().secrets.insert(stranger.into(), StoredSecret::default());
     let (outcome, detail) = run(&syncer, &rotation(stranger)).await.unwrap();

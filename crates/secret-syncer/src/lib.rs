@@ -392,6 +392,13 @@ impl<T: TagReader, D: Databases, S: SecretStore, P: ParameterStore> SecretSyncer
         event: &ResourceEvent,
         invocation: &Invocation,
     ) -> Result<Outcome, HandlerError> {
+        if !self.settings.include_password {
+            return Ok(Outcome::new(
+                OutcomeKind::Skipped,
+                Some(secret),
+                "rotated secret: INCLUDE_PASSWORD is off, so no published detail holds the password",
+            ));
+        }
         let tagged = self.secrets.describe(secret).await?.and_then(|description| {
             description
                 .tags
@@ -600,6 +607,18 @@ where
         if let Some(secret) = &event.rotated_secret {
             return self.after_rotation(secret, event, invocation).await;
         }
+        // A sweep's listing can lag behind a database and its owner: who owns it, and so where
+        // its password goes, is read from RDS itself.
+        let fresh;
+        let event = if event.listed_tags.is_some() {
+            fresh = ResourceEvent {
+                listed_tags: None,
+                ..event.clone()
+            };
+            &fresh
+        } else {
+            event
+        };
         if !is_database(&event.resource) {
             let detail = format!("{} has no connection details to publish", event.resource.display_name());
             return Ok(Outcome::new(OutcomeKind::Skipped, None, detail));

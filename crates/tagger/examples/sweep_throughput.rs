@@ -6,7 +6,8 @@
 //! cargo run --release -p tagger --example sweep_throughput -- [--resources N] [--concurrency C] [--json]
 //! ```
 //! Needs the test bed (`tests/testbed/run.sh` exports `AWS_ENDPOINT_URL`). Creates N resources
-//! (RDS instances, Crossplane's, a policy tag missing) in an account no test uses, then measures: a sweep that converges them all, a sweep that finds nothing to do (the
+//! (RDS instances, Crossplane's, a policy tag missing; at most 80 per account, as moto allows)
+//! in accounts no test uses, then measures: a sweep that converges them all, a sweep that finds nothing to do (the
 //! hourly case), and N events handled with the same concurrency (the baseline).
 
 use std::time::{Duration, Instant};
@@ -19,6 +20,9 @@ use common::sweep::{Listed, Requeue, SweepSettings, event_for};
 use common::testing::{ROLE_TEMPLATE, assumed_config, create_database_tagged, invocation, moto_config};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+
+/// RDS instances per account (moto's quota allows about a hundred per account and region).
+const PER_ACCOUNT: usize = 80;
 
 /// A sweep here never runs out of time: a continuation would be a bug.
 struct NoContinuation;
@@ -110,13 +114,20 @@ async fn sweep(fleet: &impl Handler, counter: &CallCounter, name: &'static str) 
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let options = options()?;
-    // An account of its own for each run, so that a run sees only its resources.
+    // Accounts of their own for each run, so that a run sees only its resources; moto refuses
+    // an RDS instance beyond about a hundred per account and region (its snapshot quota).
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?;
-    let account = format!("7{:011}", now.as_millis() % 100_000_000_000);
+    let first = 700_000_000_000 + (now.as_millis() % 90_000_000_000) as u64;
+    let accounts: Vec<String> = (0..options.resources.div_ceil(PER_ACCOUNT) as u64)
+        .map(|i| (first + i).to_string())
+        .collect();
     let region = "us-east-1";
-    let member = assumed_config(&account, region).await;
+    let mut members = Vec::new();
+    for account in &accounts {
+        members.push(assumed_config(account, region).await);
+    }
     let home = moto_config().await;
     let policy = "/bench/sweep/policy";
     aws_sdk_ssm::Client::new(&home)
@@ -134,8 +145,7 @@ async fn main() -> Result<(), String> {
     // and pages through everything, which would inflate the baseline for other kinds.)
     let listed: Vec<Listed> = futures_util::stream::iter(0..options.resources)
         .map(|i| {
-            let member = member.clone();
-            let account = account.clone();
+            let (account, member) = (&accounts[i / PER_ACCOUNT], &members[i / PER_ACCOUNT]);
             async move {
                 let name = format!("bench-{i}");
                 let tags = [
@@ -143,7 +153,7 @@ async fn main() -> Result<(), String> {
                     ("crossplane-name", name.as_str()),
                 ]
                 .map(|(k, v)| (k.to_string(), v.to_string()));
-                create_database_tagged(&member, &name, false, &tags).await;
+                create_database_tagged(member, &name, false, &tags).await;
                 Listed {
                     arn: format!("arn:aws:rds:{region}:{account}:db:{name}"),
                     kind: "instance.rds.aws.upbound.io".into(),
@@ -157,7 +167,7 @@ async fn main() -> Result<(), String> {
 
     let counter = CallCounter::default();
     let guard = Guard {
-        allowed_accounts: vec![account.clone()],
+        allowed_accounts: accounts.clone(),
         allowed_regions: vec![region.into()],
     };
     let settings = tagger::Settings {
@@ -214,8 +224,10 @@ async fn main() -> Result<(), String> {
         println!("{}", json!({"phases": rows, "steady_over_baseline": ratio}));
     } else {
         println!(
-            "Sweep throughput against moto: {} resources, concurrency {}\n",
-            options.resources, options.concurrency
+            "Sweep throughput against moto: {} RDS instances in {} accounts, concurrency {}\n",
+            options.resources,
+            accounts.len(),
+            options.concurrency
         );
         println!("| phase | resources | resources/s | AWS calls/resource | writes |");
         println!("|---|---:|---:|---:|---:|");

@@ -190,14 +190,24 @@ impl<T: TagReader + TagWriter, L: LiveCheck> Tagger<T, L> {
                 ));
             }
         }
-        let resolved = match resolve_event(event, invocation, &self.guard, &self.tags).await? {
-            Resolution::Resolved(resolved) => resolved,
-            Resolution::Answered(outcome) => return Ok(outcome),
+        let mut event = std::borrow::Cow::Borrowed(event);
+        let (resolved, plan) = loop {
+            let resolved = match resolve_event(&event, invocation, &self.guard, &self.tags).await? {
+                Resolution::Resolved(resolved) => resolved,
+                Resolution::Answered(outcome) => return Ok(outcome),
+            };
+            let policy = self.policy.get().await?;
+            let plan = plan::plan(&resolved.arn, &resolved.resource, &resolved.tags, &policy)
+                .map_err(|why| HandlerError::Permanent(why.into()))?;
+            if !plan.to_set.is_empty() && event.listed_tags.is_some() {
+                // A sweep's listing says something is missing; the listing can lag behind the
+                // resource (and its owner): read the tags again before writing anything.
+                event.to_mut().listed_tags = None;
+                continue;
+            }
+            break (resolved, plan);
         };
         let arn = resolved.arn.as_str();
-        let policy = self.policy.get().await?;
-        let plan = plan::plan(arn, &resolved.resource, &resolved.tags, &policy)
-            .map_err(|why| HandlerError::Permanent(why.into()))?;
         let dropped = if plan.dropped.is_empty() {
             String::new()
         } else {
