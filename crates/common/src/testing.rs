@@ -228,10 +228,13 @@ pub async fn create_database_tagged(sdk: &aws_config::SdkConfig, id: &str, clust
     }
 }
 
-/// Creates a DynamoDB table carrying `tags`; returns its ARN.
-pub async fn create_table_tagged(sdk: &aws_config::SdkConfig, name: &str, tags: &[(String, String)]) -> String {
+/// A request for a table as `infra/` makes them (on-demand, partition key `id`).
+fn new_table(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+) -> aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder {
     use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
-    let created = aws_sdk_dynamodb::Client::new(sdk)
+    aws_sdk_dynamodb::Client::new(sdk)
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
@@ -249,6 +252,11 @@ pub async fn create_table_tagged(sdk: &aws_config::SdkConfig, name: &str, tags: 
                 .build()
                 .expect("attribute"),
         )
+}
+
+/// Creates a DynamoDB table carrying `tags`; returns its ARN.
+pub async fn create_table_tagged(sdk: &aws_config::SdkConfig, name: &str, tags: &[(String, String)]) -> String {
+    let created = new_table(sdk, name)
         .set_tags(Some(
             tags.iter()
                 .map(|(k, v)| {
@@ -307,27 +315,7 @@ pub async fn tags_by_arn(sdk: &aws_config::SdkConfig) -> std::collections::BTree
 
 /// Creates the idempotency table as `infra/` does (partition key `id`); an existing one is fine.
 pub async fn create_idempotency_table(sdk: &aws_config::SdkConfig, table: &str) {
-    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
-    let result = aws_sdk_dynamodb::Client::new(sdk)
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .send()
-        .await;
+    let result = new_table(sdk, table).send().await;
     if let Err(e) = result {
         let in_use = e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception());
         assert!(in_use, "create the idempotency table: {e:?}");

@@ -22,7 +22,7 @@ use common::model::Lifecycle;
 use common::rds::Databases;
 use common::resolve::{Arn, Guard, TagReader};
 use common::runtime::{Handler, Invocation, Outcome, OutcomeKind, Resolution, resolve_event};
-use common::sweep::{Inventory, LambdaRequeue, Listed, Page, Requeue};
+use common::sweep::{Inventory, Listed, Page, Requeue};
 use common::tagging::TaggingApi;
 use common::{HandlerError, ManagedResource, ResourceEvent};
 
@@ -192,11 +192,6 @@ pub fn fleet<R: Requeue>(
     Fleet::new(NAME, sdk, fleet, requeue, move |at| {
         SecretSyncer::from_sdk_config(at, settings.clone(), counter.as_ref())
     })
-}
-
-/// The sweep's continuation, sent with Lambda's `Invoke` from the function's own account.
-pub fn requeue(sdk: &SdkConfig, counter: Option<&CallCounter>) -> LambdaRequeue {
-    LambdaRequeue(common::sdk_client!(aws_sdk_lambda, sdk, counter))
 }
 
 impl SecretSyncer {

@@ -18,7 +18,7 @@ use common::kinds::{KNOWN_KINDS, KnownKind};
 use common::model::Lifecycle;
 use common::resolve::{Guard, TagReader};
 use common::runtime::{Handler, Invocation, Outcome, OutcomeKind, Resolution, resolve_event};
-use common::sweep::{Inventory, LambdaRequeue, Page, Requeue};
+use common::sweep::{Inventory, Page, Requeue};
 use common::tagging::{LiveCheck, RdsLiveCheck, TaggingApi};
 use common::{HandlerError, ResourceEvent};
 
@@ -146,11 +146,6 @@ pub fn fleet<R: Requeue>(
     Fleet::new(NAME, sdk, fleet, requeue, move |at| {
         Tagger::at(at, Arc::clone(&policy), guard.clone(), counter.as_ref())
     })
-}
-
-/// The sweep's continuation, sent with Lambda's `Invoke` from the function's own account.
-pub fn requeue(sdk: &SdkConfig, counter: Option<&CallCounter>) -> LambdaRequeue {
-    LambdaRequeue(common::sdk_client!(aws_sdk_lambda, sdk, counter))
 }
 
 impl<T: TagReader + TagWriter, L: LiveCheck> Tagger<T, L> {

@@ -11,7 +11,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let (settings, fleet) = (settings.clone(), fleet.clone());
         async move {
             let sdk = common::aws::load_config().await;
-            let requeue = tagger::requeue(&sdk, None);
+            // A sweep's continuation: the function invokes itself, from its own account.
+            let requeue = common::sweep::LambdaRequeue(common::sdk_client!(aws_sdk_lambda, &sdk, None));
             Ok(tagger::fleet(sdk, settings, fleet, requeue, None))
         }
     })
