@@ -787,5 +787,11 @@ mod tests {
             Some(tag("as read now")),
             "without listed tags: read"
         );
+        // A lookup by tags is always the reader's.
+        let found = reader
+            .find_by_tags("dynamodb:table", &[("crossplane-name", "other")])
+            .await
+            .unwrap();
+        assert_eq!(found, vec![(other_arn.to_string(), tag("other"))]);
     }
 }

@@ -510,6 +510,7 @@ mod tests {
         assert_eq!(event.rotated_secret.as_deref(), Some(secret));
         assert_eq!(event.resource.arn.as_deref(), Some(secret));
         assert_eq!(event.lifecycle, Lifecycle::Observed);
+        assert_eq!(event.resource.region.as_deref(), Some("us-east-1"));
         assert!(!event.resource.identity_verified);
     }
 

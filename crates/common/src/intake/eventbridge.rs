@@ -86,6 +86,19 @@ mod tests {
     }
 
     #[test]
+    fn a_secrets_manager_rotation_is_adapted_and_other_sources_are_not() {
+        let detail = json!({"eventName": "RotationSucceeded",
+                            "additionalEventData": {"SecretId": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1"}});
+        let events = direct(envelope("aws.secretsmanager", detail.clone())).unwrap();
+        assert_eq!(
+            events[0].rotated_secret.as_deref(),
+            Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-1")
+        );
+        // The same detail from another source is read as one of our shapes, and is none.
+        assert!(direct(envelope("custom.crossplane", detail)).is_err());
+    }
+
+    #[test]
     fn malformed_events_name_the_field() {
         let rds = |detail: Value| envelope("aws.rds", detail);
         let cases = [
