@@ -305,6 +305,27 @@ fn world() -> Fake {
     fake
 }
 
+/// The database `orders`, live, with its RDS-managed master secret holding `password` and
+/// carrying `tags`.
+fn world_with_master(password: &str, tags: Vec<(String, String)>) -> Fake {
+    let fake = world();
+    fake.world().databases.insert(
+        db_arn(ID),
+        Liveness::Live(LiveDatabase {
+            master_user_secret_arn: Some(MASTER.into()),
+            ..database(ID, "available")
+        }),
+    );
+    let master = StoredSecret {
+        value: serde_json::json!({"username": "admin", "password": password}).to_string(),
+        version: 1,
+        tags,
+        ..StoredSecret::default()
+    };
+    fake.world().secrets.insert(MASTER.into(), master);
+    fake
+}
+
 fn settings() -> Settings {
     Settings {
         parameter_path_template: Some(PATH.replace("orders", "{name}").replace("team-a", "{namespace}")),
@@ -475,20 +496,7 @@ async fn sync_skips_a_vanished_database_and_fails_on_a_missing_master_secret() {
     );
 
     // The password is published from the master secret, and never in the outcome.
-    let fake = world();
-    fake.world().databases.insert(
-        db_arn(ID),
-        Liveness::Live(LiveDatabase {
-            master_user_secret_arn: Some(MASTER.into()),
-            ..database(ID, "available")
-        }),
-    );
-    let master = StoredSecret {
-        value: r#"{"username":"admin","password":"s3cr3t-value"}"#.into(),
-        version: 1,
-        ..StoredSecret::default()
-    };
-    fake.world().secrets.insert(MASTER.into(), master);
+    let fake = world_with_master("s3cr3t-value", Vec::new());
     let result = run(&syncer(&fake, with_password), &ready_event(ID)).await;
     assert!(!format!("{result:?}").contains("s3cr3t-value"));
     assert_eq!(result.unwrap().0, "applied");
@@ -677,21 +685,10 @@ fn rotation(secret: &str) -> Value {
 /// replay writes nothing; a secret no database owns is skipped.
 #[tokio::test]
 async fn a_rotation_resyncs_the_database_that_owns_the_secret_and_a_replay_writes_nothing() {
-    let fake = world();
-    fake.world().databases.insert(
-        db_arn(ID),
-        Liveness::Live(LiveDatabase {
-            master_user_secret_arn: Some(MASTER.into()),
-            ..database(ID, "available")
-        }),
+    let fake = world_with_master(
+        "before-rotation",
+        tags(&[("aws:rds:primaryDBInstanceArn", &db_arn(ID))]),
     );
-    let master = StoredSecret {
-        value: r#"{"username":"admin","password":"before-rotation"}"#.into(),
-        version: 1,
-        tags: tags(&[("aws:rds:primaryDBInstanceArn", &db_arn(ID))]),
-        ..StoredSecret::default()
-    };
-    fake.world().secrets.insert(MASTER.into(), master);
     let with_password = Settings {
         include_password: true,
         ..settings()
