@@ -917,3 +917,21 @@ def test_publish_uploads_the_zips_and_updates_the_manifests(tmp_path, crds):
     import hashlib
     assert p["sourceCodeHash"] == base64.b64encode(hashlib.sha256(b"zip of tagger").digest()).decode()
     assert all(not v.validate_document(d, crds, v.unvalidated_kinds()) for d in published)
+
+
+def test_secret_syncer_may_read_the_master_secrets_it_reads(docs):
+    assert v.check_master_secret_grants(docs) == []
+    # Without DescribeSecret on rds!* (the rotation's owner lookup), in any one policy: refused.
+    for name in ("crossplane-lambda-secret-syncer", "crossplane-lambda-secret-syncer-member"):
+        broken = _copy_where(docs, lambda d: d.kind == "Policy" and v.aws_name(d) == name,
+                             _statement("CodeMasterUserSecrets",
+                                        lambda s: s.__setitem__("Action", ["secretsmanager:GetSecretValue"])))
+        problems = v.check_master_secret_grants(broken)
+        assert len(problems) == 1 and name in problems[0] \
+            and "the code needs ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue']" in problems[0], problems
+    # A declaration naming an operation the code does not declare is an error.
+    source = (v.ROOT / "crates" / "secret-syncer" / "src" / "lib.rs").read_text().replace(
+        '"Secrets Manager.DescribeSecret", "Secrets Manager.GetSecretValue"]',
+        '"Secrets Manager.DescribeSecret", "Secrets Manager.ListSecrets"]')
+    with pytest.raises(AssertionError, match="ListSecrets"):
+        v.check_master_secret_grants(docs, source)

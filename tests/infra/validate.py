@@ -359,6 +359,47 @@ def member_actions(function, source=None):
                          if operation not in home))
 
 
+MASTER_SECRET_DECLARATION = re.compile(r"pub const MASTER_SECRET_OPERATIONS: &\[&str\] = &\[(.*?)\];", re.S)
+# In the management account's policy, or a workload account's (whose account is the principal's).
+MASTER_SECRETS = re.compile(r"^arn:aws:secretsmanager:\*:(\d{12}|\$\{aws:PrincipalAccount\}):secret:rds!\*$")
+
+
+def master_secret_actions(source=None):
+    """The IAM actions secret-syncer needs on RDS-managed master secrets: those of its
+    MASTER_SECRET_OPERATIONS (crates/secret-syncer/src/lib.rs)."""
+    m = MASTER_SECRET_DECLARATION.search(_lib("secret-syncer", source))
+    if not m:
+        raise AssertionError("crates/secret-syncer/src/lib.rs has no MASTER_SECRET_OPERATIONS declaration")
+    operations = declared_operations("secret-syncer", source)
+    names = re.findall(r'"([^"]+)"', m.group(1))
+    missing = [n for n in names if n not in operations]
+    if missing:
+        raise AssertionError(f"MASTER_SECRET_OPERATIONS names {missing}, which are not in AWS_OPERATIONS")
+    return set().union(*(operations[n] for n in names))
+
+
+def check_master_secret_grants(docs, source=None):
+    """Every secret-syncer policy (management and workload accounts) grants, on `rds!*` secrets,
+    exactly the actions of MASTER_SECRET_OPERATIONS: the code reads them there, and an action
+    granted only on `crossplane/*` fails in AWS (moto does not check IAM)."""
+    wanted = master_secret_actions(source)
+    problems = []
+    names = ("crossplane-lambda-secret-syncer", "crossplane-lambda-secret-syncer-member")
+    policies = [d for d in docs if d.kind == "Policy" and aws_name(d) in names]
+    if {aws_name(d) for d in policies} != set(names):
+        return [f"expected the IAM Policies {names}, found {sorted(aws_name(d) for d in policies)}"]
+    for policy in policies:
+        statements = _statements(_forward(policy)["policy"])
+        granted = set()
+        for s in statements:
+            if s.get("Effect") == "Allow" and any(MASTER_SECRETS.match(r) for r in _listed(s.get("Resource"))):
+                granted.update(_listed(s.get("Action")))
+        if granted != wanted:
+            problems.append(f"{policy.where()}: grants {sorted(granted)} on rds!* secrets, "
+                            f"the code needs {sorted(wanted)} (MASTER_SECRET_OPERATIONS)")
+    return problems
+
+
 def sweeps(function, source=None):
     """Whether the function sweeps: its code invokes itself to continue a sweep (Lambda.Invoke)."""
     return "Lambda.Invoke" in declared_operations(function, source)

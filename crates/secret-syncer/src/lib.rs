@@ -84,6 +84,11 @@ pub const AWS_OPERATIONS: &[(&str, &[&str])] = &[
 /// whatever account the database is in: a member account's role does not grant them.
 pub const HOME_OPERATIONS: &[&str] = &["Lambda.Invoke"];
 
+/// The operations of AWS_OPERATIONS made on the master user secrets RDS manages (`rds!…`, not
+/// ours): the password (`INCLUDE_PASSWORD`) and, after a rotation, the owner's tags. The policies
+/// grant exactly these on `rds!*` secrets (tests/infra checks it).
+pub const MASTER_SECRET_OPERATIONS: &[&str] = &["Secrets Manager.DescribeSecret", "Secrets Manager.GetSecretValue"];
+
 /// The tags RDS puts on the master user secret it manages, naming the database that owns it.
 const RDS_SECRET_OWNER_TAGS: &[&str] = &["aws:rds:primaryDBInstanceArn", "aws:rds:primaryDBClusterArn"];
 pub const DEFAULT_SECRET_TEMPLATE: &str = "crossplane/{namespace}/{name}/connection";
@@ -640,6 +645,17 @@ mod handler_tests;
 
 #[cfg(test)]
 mod declaration_tests {
+    /// The operations on RDS-managed secrets and the home ones are declared operations.
+    #[test]
+    fn master_secret_and_home_operations_are_declared() {
+        for operation in super::MASTER_SECRET_OPERATIONS.iter().chain(super::HOME_OPERATIONS) {
+            assert!(
+                super::AWS_OPERATIONS.iter().any(|(name, _)| name == operation),
+                "{operation} is not in AWS_OPERATIONS"
+            );
+        }
+    }
+
     /// Every operation in AWS_OPERATIONS is called by this function's code (the moto tests
     /// check the converse: every call made is declared).
     #[test]
