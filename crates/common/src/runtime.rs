@@ -292,10 +292,7 @@ async fn answer<H: Handler>(
         Intake::Http(Err(e)) => {
             invocation.metrics.count(metrics::INVALID_PAYLOADS, &[], 1.0);
             tracing::warn!(request_id = %invocation.request_id, error = %e, "invalid HTTP request");
-            Ok(http_response(
-                400,
-                &json!({"errorType": "InvalidEvent", "errorMessage": e.to_string()}),
-            ))
+            Ok(invalid_http(&e))
         }
         Intake::Http(Ok(events)) => {
             let results = run_events(handler, &events, invocation, concurrency).await;
@@ -440,6 +437,14 @@ fn collect(results: Vec<Result<EventResult, (String, HandlerError)>>) -> Result<
         HandlerError::Permanent(_) => HandlerError::permanent(message, worst),
         HandlerError::Retryable(_) => HandlerError::retryable(message, worst),
     })
+}
+
+/// A Function URL request that is not one: 400 with the function's own `InvalidEvent`.
+fn invalid_http(invalid: &IntakeError) -> Value {
+    http_response(
+        400,
+        &json!({"errorType": "InvalidEvent", "errorMessage": invalid.to_string()}),
+    )
 }
 
 fn http_response(status: i64, body: &Value) -> Value {
@@ -593,10 +598,7 @@ where
 /// nothing is lost).
 fn not_started(raw: &[u8], error: HandlerError) -> Result<Value, HandlerError> {
     match intake::read_payload(raw)? {
-        Intake::Http(Err(invalid)) => Ok(http_response(
-            400,
-            &json!({"errorType": "InvalidEvent", "errorMessage": invalid.to_string()}),
-        )),
+        Intake::Http(Err(invalid)) => Ok(invalid_http(&invalid)),
         Intake::Http(Ok(_)) => Ok(http_response(
             500,
             &json!({"errorType": error.error_type(), "errorMessage": error.message()}),
