@@ -107,6 +107,36 @@ pub struct ManagedResource {
 }
 
 impl ManagedResource {
+    /// A managed resource known only by its external resource's ARN and the `crossplane-kind` tag
+    /// it carries (a sweep's listing, a rotated secret): a placeholder whose identity resolution
+    /// reads from the live resource's Crossplane tags (`identity_verified` is false).
+    pub fn known_by_arn(arn: &str, kind_tag: &str) -> Self {
+        let (group, kind) = crate::kinds::from_crossplane_kind_tag(kind_tag)
+            .map(|(known, group)| (group, known.kind.to_string()))
+            .unwrap_or_else(|| ("unknown".into(), "Unknown".into()));
+        let parsed = crate::resolve::Arn::parse(arn);
+        ManagedResource {
+            version: crate::kinds::lookup(&group, &kind)
+                .map_or("", |known| crate::kinds::default_version(&group, known))
+                .to_string(),
+            group,
+            kind,
+            namespace: None,
+            name: parsed.as_ref().map_or(arn, |a| a.resource).to_string(),
+            uid: None,
+            external_name: None,
+            region: parsed.map(|a| a.region.to_string()).filter(|r| !r.is_empty()),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            conditions: Vec::new(),
+            arn: Some(arn.to_string()),
+            deletion_timestamp: None,
+            object: None,
+            identity_verified: false,
+            labels_known: false,
+        }
+    }
+
     /// From the object as Kubernetes serves it (a copy is kept; see [`ManagedResource::from_value`]).
     pub fn from_object(object: &Value) -> Result<Self, IntakeError> {
         Self::from_value(object.clone())

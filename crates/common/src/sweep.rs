@@ -6,7 +6,6 @@
 //! re-invokes itself asynchronously with a [`Continuation`] (the resources of the current page
 //! not yet converged, the token of the next page, the totals so far), never from the start.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -280,38 +279,12 @@ pub fn event_for(listed: &Listed, sweep: &str) -> ResourceEvent {
 /// An update of the managed resource behind a live resource known by its ARN and `crossplane-kind`
 /// tag (a hint: the live tags, read again during resolution, decide who manages it).
 pub fn update_of(listed: &Listed, id: String, source: &str) -> ResourceEvent {
-    let (group, kind) = crate::kinds::from_crossplane_kind_tag(&listed.kind)
-        .map(|(known, group)| (group, known.kind.to_string()))
-        .unwrap_or_else(|| ("unknown".into(), "Unknown".into()));
-    let identifier = Arn::parse(&listed.arn).map_or(listed.arn.as_str(), |arn| arn.resource);
-    let resource = ManagedResource {
-        version: crate::kinds::lookup(&group, &kind)
-            .map_or("", |known| crate::kinds::default_version(&group, known))
-            .to_string(),
-        group,
-        kind,
-        namespace: None,
-        name: identifier.to_string(),
-        uid: None,
-        external_name: None,
-        region: Arn::parse(&listed.arn)
-            .map(|arn| arn.region.to_string())
-            .filter(|r| !r.is_empty()),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        conditions: Vec::new(),
-        arn: Some(listed.arn.clone()),
-        deletion_timestamp: None,
-        object: None,
-        identity_verified: false,
-        labels_known: false,
-    };
     ResourceEvent::from_resource(
         id,
         source.to_string(),
         None,
         Signal::Stated(crate::model::Lifecycle::Updated),
-        resource,
+        ManagedResource::known_by_arn(&listed.arn, &listed.kind),
     )
 }
 
@@ -775,6 +748,7 @@ mod tests {
         }
     }
 
+    use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
 
     fn target(account: &str) -> Target {

@@ -194,6 +194,11 @@ pub fn fleet<R: Requeue>(
     counter: Option<&CallCounter>,
 ) -> Fleet<SecretSyncer, R> {
     let counter = counter.cloned();
+    // One guard: the fleet's, which every account's handler checks again.
+    let settings = Settings {
+        guard: fleet.guard.clone(),
+        ..settings
+    };
     Fleet::new(NAME, sdk, fleet, requeue, move |at| {
         SecretSyncer::from_sdk_config(at, settings.clone(), counter.as_ref())
     })
@@ -597,28 +602,22 @@ where
 
     const SWEEPS: bool = true;
 
-    /// A sweep converges RDS instances and clusters: the kinds with connection details.
+    /// A sweep converges RDS instances and clusters: the kinds with connection details. The
+    /// listing's tags are dropped: it can lag behind a database and its owner, and who owns it
+    /// decides where its password goes, so resolution reads them from RDS itself.
     async fn list_managed(&self, token: Option<&str>) -> Result<Page, HandlerError> {
         let databases: Vec<&'static KnownKind> = KNOWN_KINDS.iter().filter(|k| k.service == "rds").collect();
-        Ok(self.tagging.managed_page(&databases, token).await?)
+        let mut page = self.tagging.managed_page(&databases, token).await?;
+        for listed in &mut page.resources {
+            listed.tags = None;
+        }
+        Ok(page)
     }
 
     async fn handle(&self, event: &ResourceEvent, invocation: &Invocation) -> Result<Outcome, HandlerError> {
         if let Some(secret) = &event.rotated_secret {
             return self.after_rotation(secret, event, invocation).await;
         }
-        // A sweep's listing can lag behind a database and its owner: who owns it, and so where
-        // its password goes, is read from RDS itself.
-        let fresh;
-        let event = if event.listed_tags.is_some() {
-            fresh = ResourceEvent {
-                listed_tags: None,
-                ..event.clone()
-            };
-            &fresh
-        } else {
-            event
-        };
         if !is_database(&event.resource) {
             let detail = format!("{} has no connection details to publish", event.resource.display_name());
             return Ok(Outcome::new(OutcomeKind::Skipped, None, detail));

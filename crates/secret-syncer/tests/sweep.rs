@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use common::aws::AwsError;
 use common::fleet::{AssumeRole, FleetSettings};
+use common::rds::Databases;
 use common::resolve::Guard;
 use common::runtime::dispatch;
 use common::sweep::{Requeue, SweepSettings};
 use common::testing::{
-    DeclaredCounter, Managed, ROLE_TEMPLATE, assumed_config, create_instance, create_instance_in, invocation,
-    moto_config, sample,
+    DeclaredCounter, Managed, ROLE_TEMPLATE, assumed_config, create_database_tagged, create_instance,
+    create_instance_in, invocation, moto_config, sample,
 };
 use secret_syncer::Settings;
 use serde_json::{Value, json};
@@ -91,6 +92,16 @@ async fn a_sweep_publishes_in_the_member_account_and_then_restores_only_what_was
             create_instance_in(&sdk, &format!("sweep-db-{i}"), "team-s", &[], Managed::Namespaced).await;
         }
         create_instance_in(&sdk, "not-crossplanes", "team-s", &[], Managed::No).await;
+        // A tenant's cluster-scoped instance whose tags (spec.forProvider.tags) claim another
+        // team's namespace: the provider does not own crossplane-namespace on a cluster-scoped
+        // kind, so it names nothing: the details go under `cluster`, never that team's path.
+        let forged = [
+            ("crossplane-kind", "instance.rds.aws.upbound.io"),
+            ("crossplane-name", "tenant-db"),
+            ("crossplane-namespace", "team-victim"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        create_database_tagged(&sdk, "tenant-db", false, &forged).await;
         member.push(sdk);
     }
     let counter = DeclaredCounter::new(secret_syncer::AWS_OPERATIONS);
@@ -113,10 +124,10 @@ async fn a_sweep_publishes_in_the_member_account_and_then_restores_only_what_was
     assert_eq!(first["finished"], true, "{first}");
     assert_eq!(
         totals(&first, "seen"),
-        6,
+        8,
         "only Crossplane's databases are listed: {first}"
     );
-    assert_eq!(totals(&first, "converged"), 6, "{first}");
+    assert_eq!(totals(&first, "converged"), 8, "{first}");
     for sdk in &member {
         for i in 0..3 {
             let published = secret_json(sdk, &format!("crossplane/team-s/sweep-db-{i}/connection")).await;
@@ -129,6 +140,16 @@ async fn a_sweep_publishes_in_the_member_account_and_then_restores_only_what_was
             secret_json(sdk, "crossplane/team-s/not-crossplanes/connection")
                 .await
                 .is_none()
+        );
+        assert!(
+            secret_json(sdk, "crossplane/team-victim/tenant-db/connection")
+                .await
+                .is_none()
+        );
+        assert!(
+            secret_json(sdk, "crossplane/cluster/tenant-db/connection")
+                .await
+                .is_some()
         );
     }
 
@@ -149,7 +170,7 @@ async fn a_sweep_publishes_in_the_member_account_and_then_restores_only_what_was
 
     let second = sweep(&counter).await.unwrap();
     assert_eq!(totals(&second, "converged"), 2, "{second}");
-    assert_eq!(totals(&second, "unchanged"), 4, "{second}");
+    assert_eq!(totals(&second, "unchanged"), 6, "{second}");
     let restored = secret_json(europe, "crossplane/team-s/sweep-db-0/connection")
         .await
         .unwrap();
@@ -164,7 +185,7 @@ async fn a_sweep_publishes_in_the_member_account_and_then_restores_only_what_was
     assert_eq!(counter.writes(), 2, "one write per change: {:?}", counter.snapshot());
 
     let third = sweep(&counter).await.unwrap();
-    assert_eq!(totals(&third, "unchanged"), 6, "{third}");
+    assert_eq!(totals(&third, "unchanged"), 8, "{third}");
     assert_eq!(
         counter.writes(),
         0,
@@ -244,6 +265,15 @@ async fn a_rotation_resyncs_the_password_and_its_replay_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(parameter.parameter().and_then(|p| p.value()), Some("rotated-Pa55"));
+
+    // The fallback when a secret carries no owner tag: the database whose MasterUserSecret it is.
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    assert_eq!(
+        rds.owner_of_secret(&master).await.unwrap(),
+        Some(common::testing::db_arn(id))
+    );
+    let stranger = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nobody-s-AbCdEf";
+    assert_eq!(rds.owner_of_secret(stranger).await.unwrap(), None);
 
     counter.reset();
     let replay = dispatch(&fleet, rotation.to_string().as_bytes(), &invocation(), 1)

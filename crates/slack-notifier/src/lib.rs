@@ -187,6 +187,11 @@ pub fn fleet(
     fleet: FleetSettings,
     counter: Option<&CallCounter>,
 ) -> Result<Fleet<SlackNotifier>, String> {
+    // One guard: the fleet's, which every account's handler checks again.
+    let settings = Settings {
+        guard: fleet.guard.clone(),
+        ..settings
+    };
     let home = Arc::new(Home::new(&sdk, settings, counter)?);
     let counter = counter.cloned();
     Ok(Fleet::new(NAME, sdk, fleet, (), move |at| {

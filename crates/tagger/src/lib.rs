@@ -142,7 +142,8 @@ pub fn fleet<R: Requeue>(
 ) -> Fleet<Tagger<TaggingApi, RdsLiveCheck>, R> {
     let policy = Arc::new(policy_from(&sdk, &settings, counter));
     let counter = counter.cloned();
-    let guard = settings.guard;
+    // One guard: the fleet's, which every account's handler checks again.
+    let guard = fleet.guard.clone();
     Fleet::new(NAME, sdk, fleet, requeue, move |at| {
         Tagger::at(at, Arc::clone(&policy), guard.clone(), counter.as_ref())
     })

@@ -413,3 +413,115 @@ async fn an_event_in_another_account_is_handled_with_its_role_and_refused_outsid
     assert_eq!(counter.total(), 0, "{:?}", counter.snapshot());
     counter.assert_all_declared();
 }
+
+/// The continuation's `Invoke` fails the first time (throttled past the SDK's retries).
+#[derive(Clone, Default)]
+struct FailsOnce {
+    failed: Arc<Mutex<bool>>,
+    queued: Continuations,
+}
+
+impl Requeue for FailsOnce {
+    async fn requeue(&self, function_arn: &str, payload: Vec<u8>) -> Result<(), AwsError> {
+        let first = !std::mem::replace(&mut *self.failed.lock().unwrap(), true);
+        if first {
+            return Err(AwsError {
+                operation: "Invoke",
+                retryable: true,
+                code: Some("TooManyRequestsException".into()),
+                message: "TooManyRequestsException: Rate exceeded".into(),
+            });
+        }
+        self.queued.requeue(function_arn, payload).await
+    }
+}
+
+#[tokio::test]
+async fn a_continuation_that_cannot_be_queued_fails_retryably_and_the_retry_writes_nothing_twice() {
+    const ACCOUNT: &str = "678901234567";
+    let member = assumed_config(ACCOUNT, "us-east-1").await;
+    let drifted = 24;
+    let kind = "table.dynamodb.aws.upbound.io";
+    for i in 0..drifted {
+        let name = format!("requeue-{i}");
+        create_table_tagged(
+            &member,
+            &name,
+            &tags(&[("crossplane-kind", kind), ("crossplane-name", &name)]),
+        )
+        .await;
+    }
+    let policy = "/tests/tagger-requeue/policy";
+    aws_sdk_ssm::Client::new(&moto_config().await)
+        .put_parameter()
+        .name(policy)
+        .value(json!({"tags": {"cost-center": "platform"}}).to_string())
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let guard = Guard {
+        allowed_accounts: vec![ACCOUNT.into()],
+        allowed_regions: vec!["us-east-1".into()],
+    };
+    let settings = Settings {
+        policy_parameter: Some(policy.into()),
+        policy_ttl: Duration::from_secs(300),
+        guard: guard.clone(),
+    };
+    let counter = DeclaredCounter::new(tagger::AWS_OPERATIONS);
+    let requeue = FailsOnce::default();
+    let fleet_settings = FleetSettings {
+        guard,
+        ..fleet_settings(RESERVE)
+    };
+    let fleet = tagger::fleet(
+        moto_config().await,
+        settings,
+        fleet_settings,
+        requeue.clone(),
+        Some(&counter),
+    );
+
+    // Cut short, and the continuation cannot be queued: a retryable failure (Lambda retries the
+    // invocation with the same payload), never a silent end of the sweep.
+    let error = dispatch(&fleet, br#"{"sweep": {}}"#, &with_deadline(WINDOW), 1)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "RetryableFailure", "{error}");
+    assert!(
+        error.message().contains("the continuation could not be queued"),
+        "{error}"
+    );
+    let written_before_the_retry = counter.writes();
+    assert!(
+        written_before_the_retry > 0 && written_before_the_retry < drifted,
+        "{:?}",
+        counter.snapshot()
+    );
+
+    // Lambda's retry, then the continuations: what the failed invocation converged is now
+    // unchanged, so every table is written exactly once in all.
+    let mut last = dispatch(&fleet, br#"{"sweep": {}}"#, &with_deadline(WINDOW), 1)
+        .await
+        .unwrap();
+    while let Some((_, payload)) = requeue.queued.take() {
+        last = dispatch(&fleet, &payload, &with_deadline(WINDOW), 1).await.unwrap();
+    }
+    assert_eq!(last["finished"], true, "{last}");
+    assert_eq!(
+        counter.writes(),
+        drifted,
+        "one write per table: {:?}",
+        counter.snapshot()
+    );
+    let live = tags_by_arn(&member).await;
+    assert_eq!(
+        live.values()
+            .filter(|t| t.get("cost-center").map(String::as_str) == Some("platform"))
+            .count() as u64,
+        drifted
+    );
+    counter.assert_all_declared();
+}

@@ -322,26 +322,9 @@ pub(crate) fn rotation_event(envelope: EventBridgeEvent) -> Result<ResourceEvent
                 "is missing or not a Secrets Manager ARN",
             )
         })?;
-    let name = secret.rsplit(':').next().unwrap_or(&secret).to_string();
-    let group = format!("secretsmanager{}", kinds::NAMESPACED_SUFFIX);
-    let resource = ManagedResource {
-        version: kinds::NAMESPACED_VERSION.to_string(),
-        kind: "Secret".to_string(),
-        group,
-        namespace: None,
-        name,
-        uid: None,
-        external_name: Some(secret.clone()),
-        region: envelope.region.filter(|r| !r.is_empty()),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        conditions: Vec::new(),
-        arn: Some(secret.clone()),
-        deletion_timestamp: None,
-        object: None,
-        identity_verified: false,
-        labels_known: false,
-    };
+    // The secret is no managed resource of ours (RDS made it): only its ARN matters.
+    let resource =
+        ManagedResource::known_by_arn(&secret, &format!("secret.secretsmanager{}", kinds::NAMESPACED_SUFFIX));
     let time = envelope.time.as_ref().map(rfc3339).or(detail.event_time);
     let mut event = ResourceEvent::from_resource(
         envelope.id.unwrap_or_else(|| format!("{secret}:RotationSucceeded")),
